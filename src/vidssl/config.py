@@ -1,0 +1,238 @@
+"""Typed configuration: dataclasses, YAML presets and ``key=value`` overrides.
+
+Every configurable object in vidssl declares a dataclass. This module turns plain
+dicts (from YAML presets or the command line) into those dataclasses *strictly*:
+an unknown key is a :class:`~vidssl.errors.ConfigError` that names the key and
+suggests the closest valid one, and values are coerced to the annotated type.
+
+Example:
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Optim:
+    ...     lr: float = 0.1
+    ...     betas: tuple[float, float] = (0.9, 0.999)
+    >>> @dataclass
+    ... class Run:
+    ...     name: str = "x"
+    ...     optim: Optim = field(default_factory=Optim)
+    >>> cfg = apply_overrides(Run(), ["optim.lr=0.5", "name=demo"])
+    >>> cfg.optim.lr, cfg.name
+    (0.5, 'demo')
+    >>> apply_overrides(Run(), ["optim.lrr=1"])
+    Traceback (most recent call last):
+    ...
+    vidssl.errors.ConfigError: unknown config key 'optim.lrr' (did you mean 'optim.lr'?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+
+from vidssl.errors import ConfigError
+
+T = TypeVar("T")
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def _suggest(key: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert ``value`` to ``annotation`` (a resolved type hint); raise ConfigError if impossible."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: cannot interpret {value!r} as {annotation}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where}: {value!r} is not one of {list(args)}{_suggest(str(value), map(str, args))}")
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(annotation, value, prefix=where)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        if origin is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_coerce(v, args[0], where) for v in value)
+            if args and len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)!r}")
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args or [Any] * len(value)))
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation in (int, float, str):
+        if isinstance(value, str) and annotation is not str:
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                pass
+        try:
+            if annotation is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if annotation is float and isinstance(value, str):
+                return float(value)  # yaml reads "1e-4" as a string
+            if annotation is str and not isinstance(value, str):
+                return str(value)
+            return annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a (possibly nested) dict, rejecting unknown keys."""
+    data = dict(data or {})
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            full_names = [f"{prefix}.{n}" if prefix else n for n in names]
+            raise ConfigError(f"unknown config key '{where}'{_suggest(where, full_names)}")
+        kwargs[key] = _coerce(value, hints[key], where)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
+
+
+def to_dict(cfg: Any) -> Any:
+    """Dataclass (nested) -> plain dict of YAML-safe values."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg
+
+
+def all_keys(cls_or_cfg: Any, prefix: str = "") -> list[str]:
+    """Every dotted key a dataclass accepts (used for 'did you mean' suggestions)."""
+    cls = cls_or_cfg if isinstance(cls_or_cfg, type) else type(cls_or_cfg)
+    keys = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        keys.append(name)
+        sub = getattr(cls_or_cfg, f.name, None) if not isinstance(cls_or_cfg, type) else None
+        if dataclasses.is_dataclass(sub):
+            keys.extend(all_keys(sub, name))
+        elif dataclasses.is_dataclass(hints[f.name]):
+            keys.extend(all_keys(hints[f.name], name))
+    return keys
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """``"optim.lr=0.1"`` -> ``("optim.lr", "0.1")``."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value (e.g. optim.lr=0.1)")
+    key, value = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    return key, value
+
+
+def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
+    """Return a copy of ``cfg`` with dotted ``key=value`` overrides applied and type-checked."""
+    data = to_dict(cfg)
+    valid = all_keys(cfg)
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{key}'{_suggest(key, valid)}")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    return from_dict(type(cfg), data)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must contain a mapping at the top level")
+    return data
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped with vidssl (``src/vidssl/presets/*.yaml``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """Path of a preset by name, or a YAML file path given directly."""
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return Path(name)
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset '{name}'{_suggest(name, preset_names())}; see `vidssl pretrain --list-presets`")
+    return path
+
+
+def save_yaml(data: Any, path: str | Path) -> None:
+    """Write ``data`` (dataclass or dict) as YAML, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(data), sort_keys=False))
+    tmp.replace(path)
