@@ -1,0 +1,16 @@
+"""Self-supervised methods. ``METHODS`` maps a preset's ``method.name`` to its class (a plain dict)."""
+
+from __future__ import annotations
+
+from vidssl.methods.base import SSLMethod
+from vidssl.methods.brave import Brave
+from vidssl.methods.byol import BYOL
+from vidssl.methods.fgkvmem import FGKVMemPred
+
+METHODS: dict[str, type[SSLMethod]] = {
+    "brave": Brave,
+    "byol": BYOL,
+    "fgkvmem": FGKVMemPred,
+}
+
+__all__ = ["METHODS", "SSLMethod", "BYOL", "Brave", "FGKVMemPred"]

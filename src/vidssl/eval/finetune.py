@@ -1,0 +1,306 @@
+"""End-to-end fine-tuning (and the frozen-backbone linear probe on augmented clips), one routine.
+
+Presets (:data:`FINETUNE_PRESETS`) hold each seed's recipe:
+
+- ``"gdt"`` — GDT/STiCA (brave-gdt-stica.md Part D): SGD momentum 0.9, param groups head lr 0.0025 /
+  backbone lr 0.00025, weight decay 0.005, lr ×8 linear warmup over 2 epochs, then ×0.05 at epochs 7
+  and 11, 12 epochs, batch 32, each video listed 10 times per epoch (a random clip each time),
+  orthogonal head init; test = 10×3 views, raw logits averaged.
+- ``"fgkvmem"`` — FGKVMemPred (bassl-fgkvmem-bevt.md §2.8): SGD lr 0.2, wd 0, cosine with 5 warmup
+  epochs from 0.001, 200 epochs, batch 32, dropout 0.5. MixUp/CutMix (on in the seed) is not
+  implemented here; precise-BN is not run.
+- ``"fgkvmem_linear"`` — FGKVMemPred's linear probe on augmented clips: backbone frozen (and kept
+  in eval mode — the seed let BN statistics drift, the paper says frozen), lr 0.1, cosine, warmup 5
+  epochs from 1e-4, 100 epochs.
+- ``"tiny"`` — 2 epochs on CPU for tests and the embedded dataset.
+
+The loop is Lightning's. The reported number is the **last epoch's** multi-view top-1; with
+``eval_every_epoch_from = E`` the test set is also scored after each epoch ≥ E and the best of those
+is reported separately as ``top1_best_epoch_on_test`` (GDT's model selection on the test set —
+labelled as such because it is optimistic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidssl.errors import ConfigError
+from vidssl.eval.features import build_train_augment, encode_batch, eval_views, get_protocol, make_dataset, pick_device
+from vidssl.eval.linear import warmup_cosine_lr
+from vidssl.eval.report import confusion_matrix, topk_accuracy
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning recipe. ``schedule``: ``"warmup_step"`` (GDT) or ``"warmup_cosine"`` (FGKVMemPred)."""
+
+    protocol: str = "gdt"
+    epochs: int = 12
+    batch_size: int = 32
+    head_lr: float = 0.0025
+    backbone_lr: float = 0.00025
+    weight_decay: float = 0.005
+    momentum: float = 0.9
+    nesterov: bool = False
+    schedule: Literal["warmup_step", "warmup_cosine"] = "warmup_step"
+    warmup_epochs: float = 2.0
+    warmup_multiplier: float = 8.0  # warmup_step: lr goes from base to base × multiplier
+    warmup_start_lr: float = 1e-3  # warmup_cosine: the lr at step 0 (for every group, as in PySlowFast)
+    decay_epochs: tuple[int, ...] = (7, 11)  # warmup_step: lr × gamma from each of these epochs on
+    gamma: float = 0.05
+    clips_per_video: int = 10
+    freeze_backbone: bool = False
+    dropout: float = 0.0
+    head_init: Literal["orthogonal", "default"] = "orthogonal"
+    eval_every_epoch_from: int = -1  # ≥ 0: also score the test set after each such epoch (best-epoch number)
+    num_workers: int = 0
+    seed: int = 0
+
+
+FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
+    "gdt": FinetuneConfig(),
+    "fgkvmem": FinetuneConfig(
+        protocol="fgkvmem", epochs=200, head_lr=0.2, backbone_lr=0.2, weight_decay=0.0, nesterov=True,
+        schedule="warmup_cosine", warmup_epochs=5, warmup_start_lr=1e-3, clips_per_video=1, dropout=0.5,
+        head_init="default",
+    ),
+    "fgkvmem_linear": FinetuneConfig(
+        protocol="fgkvmem", epochs=100, head_lr=0.1, backbone_lr=0.0, weight_decay=0.0, nesterov=True,
+        schedule="warmup_cosine", warmup_epochs=5, warmup_start_lr=1e-4, clips_per_video=1, freeze_backbone=True,
+        head_init="default",
+    ),
+    "tiny": FinetuneConfig(
+        protocol="demo_quick", epochs=2, batch_size=4, head_lr=0.01, backbone_lr=0.001, warmup_epochs=1,
+        warmup_multiplier=2.0, decay_epochs=(2,), clips_per_video=1,
+    ),
+}
+
+
+def lr_multiplier(cfg: FinetuneConfig, epoch: float) -> float:
+    """Factor on each group's base lr at fractional ``epoch``.
+
+    ``warmup_step`` reproduces GDT's GradualWarmupScheduler + MultiStepLR (stepped per epoch): epoch
+    e < warmup: ``1 + (m-1)·e/warmup``; then ``m · gamma^(number of decay epochs ≤ e)``. For Part D
+    (m 8, warmup 2, decay 7 and 11) that is ×1, ×4.5, ×8 (e2–6), ×0.4 (e7–10), ×0.02 (e11).
+    ``warmup_cosine`` is PySlowFast's cosine with linear warmup, as a fraction of the base lr.
+    """
+    if cfg.schedule == "warmup_step":
+        whole = math.floor(epoch)
+        if whole < cfg.warmup_epochs:
+            return 1.0 + (cfg.warmup_multiplier - 1.0) * whole / cfg.warmup_epochs
+        return cfg.warmup_multiplier * cfg.gamma ** sum(whole >= d for d in cfg.decay_epochs)
+    base = max(cfg.head_lr, 1e-12)
+    return warmup_cosine_lr(epoch, base, cfg.epochs, cfg.warmup_epochs, cfg.warmup_start_lr) / base
+
+
+class RepeatedDataset(torch.utils.data.ConcatDataset):
+    """Every video listed ``len(datasets)`` times per epoch (GDT's ``train_clips_per_video``).
+
+    The copies are datasets with different seeds, so each listing draws its own random clip;
+    :meth:`set_epoch` forwards to them so every epoch draws new clips.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in self.datasets:
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+
+
+class Classifier(nn.Module):
+    """Backbone → (dropout) → linear head. ``forward``: float ``B×C×T×H×W`` -> logits ``B×num_classes``."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, dropout: float = 0.0, head_init: str = "orthogonal"):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(int(backbone.embed_dim), num_classes)
+        if head_init == "orthogonal":  # GDT's Finetune_Model
+            nn.init.orthogonal_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone(x)))
+
+
+def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module, steps_per_epoch: int):
+    import lightning as L
+
+    class FinetuneModule(L.LightningModule):
+        """Trains ``model`` on augmented random clips (``batch["video"]["clip"]`` uint8 ``B×T×H×W×C``)."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.augment = augment
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if cfg.freeze_backbone:  # a frozen backbone keeps its BN statistics
+                self.model.backbone.eval()
+            return self
+
+        def training_step(self, batch, batch_idx):
+            with torch.no_grad():
+                inputs = self.augment(batch["video"]["clip"])
+            logits = self.model(inputs)
+            labels = batch["label"].long()
+            loss = nn.functional.cross_entropy(logits, labels)
+            accuracy = (logits.argmax(dim=1) == labels).float().mean()
+            self.log_dict({"train/loss": loss, "train/top1": accuracy}, prog_bar=True, on_step=True, on_epoch=True,
+                          batch_size=len(labels))
+            return loss
+
+        def configure_optimizers(self):
+            groups = [{"params": list(self.model.head.parameters()), "lr": cfg.head_lr, "weight_decay": cfg.weight_decay}]
+            if not cfg.freeze_backbone:
+                groups.append({"params": list(self.model.backbone.parameters()), "lr": cfg.backbone_lr,
+                               "weight_decay": cfg.weight_decay})
+            optimizer = torch.optim.SGD(groups, lr=cfg.head_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: lr_multiplier(cfg, step / steps_per_epoch)
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    return FinetuneModule()
+
+
+@torch.no_grad()
+def predict_views(model: nn.Module, loader, views: nn.Module, device: torch.device, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-view test: raw logits averaged over each video's K×S views (``views`` = :func:`eval_views`).
+
+    Returns ``(scores M×C, labels M)``.
+    """
+    was_training = model.training
+    model.eval()
+    views = views.to(device)
+    scores, labels = [], []
+    for batch in loader:
+        logits = encode_batch(model, batch["video"]["clip"], views, device)  # B×V×C
+        scores.append(logits.mean(dim=1).numpy())
+        labels.append(np.asarray(batch["label"]))
+        if progress is not None:
+            progress(len(labels[-1]))
+    model.train(was_training)
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+@dataclass
+class FinetuneResult:
+    top1: float
+    top5: float
+    top1_per_epoch: dict[int, float] = field(default_factory=dict)
+    top1_best_epoch_on_test: float | None = None
+    confusion: np.ndarray | None = field(default=None, repr=False)
+
+    def numbers(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"top1": self.top1, "top5": self.top5}
+        if self.top1_best_epoch_on_test is not None:
+            out["top1_best_epoch_on_test"] = self.top1_best_epoch_on_test
+        return out
+
+
+def finetune(
+    backbone: nn.Module,
+    manifest,
+    fold: int,
+    cfg: FinetuneConfig,
+    *,
+    out_dir: str | Path,
+    device: str | None = None,
+    protocol_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    dataset_factory=make_dataset,
+) -> FinetuneResult:
+    """Fine-tune ``backbone`` + a new linear head on the train set of ``fold``; score the test set's K×S views.
+
+    Lightning writes ``out_dir/fold<N>/metrics.csv``. Returns last-epoch top-1/top-5 (and the
+    per-epoch numbers when ``cfg.eval_every_epoch_from >= 0``).
+    """
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    if cfg.freeze_backbone and cfg.head_lr <= 0:
+        raise ConfigError("head_lr must be > 0")
+    protocol = get_protocol(cfg.protocol, **(protocol_overrides or {}))
+    torch_device = pick_device(device)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    num_classes = len(manifest.class_names)
+    model = Classifier(backbone, num_classes, cfg.dropout, cfg.head_init)
+    if cfg.freeze_backbone:
+        for parameter in model.backbone.parameters():
+            parameter.requires_grad_(False)
+    from vidssl.data.datasets import collate
+
+    train_set = RepeatedDataset([dataset_factory(manifest, protocol, "train", fold, augmented=True, seed=cfg.seed + 1000 * r)
+                                 for r in range(max(1, cfg.clips_per_video))])
+    test_set = dataset_factory(manifest, protocol, "test", fold, augmented=False, seed=cfg.seed)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_set) > cfg.batch_size,
+                                               num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                                               collate_fn=collate)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=max(1, cfg.batch_size // 4), num_workers=cfg.num_workers,
+                                              collate_fn=collate)
+    steps_per_epoch = len(train_loader)
+    module = _lightning_module(model, cfg, build_train_augment(protocol), steps_per_epoch)
+
+    per_epoch: dict[int, float] = {}
+
+    class _EpochTest(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            train_set.set_epoch(trainer.current_epoch)  # new random clips every epoch
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            epoch = trainer.current_epoch
+            if 0 <= cfg.eval_every_epoch_from <= epoch < cfg.epochs - 1:
+                scores, labels = predict_views(model, test_loader, eval_views(protocol), pl_module.device)
+                per_epoch[epoch] = topk_accuracy(scores, labels, 1)
+                pl_module.log("test/top1", per_epoch[epoch])
+
+    out_dir = Path(out_dir)
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="gpu" if torch_device.type == "cuda" else "cpu",
+        devices=1,
+        precision="bf16-mixed" if torch_device.type == "cuda" else "32-true",
+        logger=CSVLogger(out_dir, name=f"fold{fold}", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        callbacks=[_EpochTest()],
+        default_root_dir=out_dir,
+    )
+    trainer.fit(module, train_loader)
+    model = model.to(torch_device)
+    scores, labels = predict_views(model, test_loader, eval_views(protocol), torch_device)
+    last_epoch = cfg.epochs - 1
+    per_epoch[last_epoch] = topk_accuracy(scores, labels, 1)
+    best = max(per_epoch.values()) if cfg.eval_every_epoch_from >= 0 else None
+    return FinetuneResult(
+        top1=per_epoch[last_epoch],
+        top5=topk_accuracy(scores, labels, 5),
+        top1_per_epoch=dict(sorted(per_epoch.items())),
+        top1_best_epoch_on_test=best,
+        confusion=confusion_matrix(scores.argmax(axis=1), labels, num_classes),
+    )
+
+
+def finetune_config(preset: str, overrides: list[str] | None = None) -> FinetuneConfig:
+    """Preset by name with ``key=value`` overrides (unknown keys/presets are ConfigErrors)."""
+    from vidssl.config import apply_overrides
+
+    if preset not in FINETUNE_PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(preset, FINETUNE_PRESETS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown fine-tuning preset '{preset}'{hint}; known: {', '.join(FINETUNE_PRESETS)}")
+    return apply_overrides(dataclasses.replace(FINETUNE_PRESETS[preset]), overrides or [])

@@ -1,0 +1,101 @@
+"""ρBYOL as in PySlowFast (Feichtenhofer et al., 2021), the base framework of FGKVMemPred.
+
+ρ clips per video at independent random times, sliced from ONE decode (``MultiClipPlan``),
+each with its own spatial and colour augmentation. Online network = encoder + projector
+``MLP(D→4096→256, BN)`` + predictor ``MLP(256→4096→256, BN)``; target network = an EMA copy
+of encoder + projector (parameters only; its BN runs in train mode). For every ordered pair
+(query clip k, key clip j ≠ k) the loss is ``2 - 2·cos(pred(z_k), z'_j)``; each query's loss
+is averaged over its keys and the queries are summed — for ρ = 2 exactly PySlowFast's
+symmetric loss (it back-propagates each clip's loss in turn before one optimiser step, which
+gives the same gradient as our single backward of the sum).
+
+Each clip goes through the online encoder separately, as in PySlowFast, so BatchNorm sees
+per-clip batch statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vidssl.losses import byol_loss
+from vidssl.methods.base import MethodConfig, SSLMethod
+from vidssl.models.heads import MLPHead
+
+
+@dataclass
+class BYOLConfig(MethodConfig):
+    """ρBYOL settings (PySlowFast ``CONTRASTIVE`` defaults: MLP_DIM 4096, DIM 256, 2 layers, BN)."""
+
+    name: str = "byol"
+    rho: int = 2
+    proj_hidden_dim: int = 4096
+    proj_dim: int = 256
+    pred_hidden_dim: int = 4096
+
+
+class BYOL(SSLMethod):
+    """ρBYOL; subclasses change the predictor (:meth:`build_predictor`) and the pair loss (:meth:`pair_loss`)."""
+
+    Config = BYOLConfig
+
+    def build(self) -> None:
+        from vidssl.data.transforms import byol_video_augment
+
+        m = self.cfg.method
+        if m.rho < 2:
+            raise ValueError(f"method.rho must be >= 2 (clips per video), got {m.rho}")
+        self.projector = MLPHead(self.embed_dim, m.proj_hidden_dim, m.proj_dim)
+        self.predictor = self.build_predictor()
+        self.add_target("target_encoder", "encoder")
+        self.add_target("target_projector", "projector")
+        self.augmentation = byol_video_augment(m.crop_size)
+
+    def build_predictor(self) -> nn.Module:
+        m = self.cfg.method
+        return MLPHead(m.proj_dim, m.pred_hidden_dim, m.proj_dim)
+
+    def make_plan(self):
+        from vidssl.data.sampling import MultiClipPlan, ViewSpec
+
+        m = self.cfg.method
+        view = ViewSpec("clips", num_frames=m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))
+        return MultiClipPlan(view, rho=m.rho)
+
+    def augment(self, batch: dict[str, Any]) -> list[Tensor]:
+        """``video["clips"]`` uint8 ``B×ρ×T×H×W×C`` → ρ float views ``B×C×T×h×w``, independent draws per clip."""
+        clips = batch["video"]["clips"]
+        b, rho = clips.shape[:2]
+        x = self.augmentation(clips.flatten(0, 1))
+        x = x.view(b, rho, *x.shape[1:])
+        return [x[:, k] for k in range(rho)]
+
+    @torch.no_grad()
+    def target_forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Target branch: pooled encoder features ``B×D`` and projection ``B×256`` (not normalised)."""
+        emb = self.target_encoder(x)
+        return {"embedding": emb, "z": self.target_projector(emb)}
+
+    def pair_loss(self, online: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Loss terms of one (query, key) pair; ``"loss"`` is their weighted total."""
+        sim = byol_loss(self.predictor(online["z"]), target["z"])
+        return {"loss": sim, "sim": sim}
+
+    def compute_loss(self, views: list[Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        targets = [self.target_forward(v) for v in views]
+        totals: dict[str, Tensor] = {}
+        first_embedding = None
+        for k, view in enumerate(views):
+            emb = self.encoder(view)
+            online = {"embedding": emb, "z": self.projector(emb)}
+            if first_embedding is None:
+                first_embedding = emb
+            keys = [j for j in range(len(views)) if j != k]
+            for j in keys:
+                for name, value in self.pair_loss(online, targets[j]).items():
+                    totals[name] = totals.get(name, 0.0) + value / len(keys)
+        totals["embedding"] = first_embedding
+        return totals

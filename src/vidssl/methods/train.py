@@ -1,0 +1,143 @@
+"""Run a pretraining: config → data → method → Lightning ``Trainer`` → run directory.
+
+``pretrain(cfg, out)`` writes into ``out``:
+
+- ``config.yaml``: the resolved config;
+- ``checkpoints/last.ckpt`` (every ``trainer.checkpoint_every`` steps and at the end) and
+  ``checkpoints/best.ckpt`` (highest ``probe/acc`` when the data has labels, else lowest
+  ``train/loss``), written atomically;
+- ``metrics.csv``: Lightning's CSV log (one row per logged step, ``probe/acc`` when labelled);
+- ``tensorboard/``: the same scalars for TensorBoard;
+- ``encoder.safetensors``: the main video encoder (``vidssl.models.save_encoder``).
+
+``resume=True`` continues from ``checkpoints/last.ckpt``: weights, optimiser, lr schedule,
+EMA targets, DINO centre, loop counters, sampler position and RNG state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vidssl.config import load_yaml, preset_path, save_yaml, to_dict
+from vidssl.errors import ConfigError, DataError
+from vidssl.methods.base import PretrainConfig, apply_pretrain_overrides, pretrain_config_from_dict
+
+
+def load_pretrain_config(preset: str, overrides: list[str] | None = None) -> PretrainConfig:
+    """Read preset ``preset`` (a name from ``vidssl pretrain --list-presets`` or a YAML path) and apply
+    ``key=value`` overrides."""
+    cfg = pretrain_config_from_dict(load_yaml(preset_path(preset)))
+    return apply_pretrain_overrides(cfg, list(overrides or []))
+
+
+def _atomic_checkpoint_io():
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Write to ``FILE.tmp`` then rename: a killed run never leaves a half-written checkpoint."""
+
+        def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+
+    return AtomicCheckpointIO()
+
+
+def prepare_data_root(cfg: PretrainConfig, log: Callable[[str], None] = print) -> Path:
+    """The data root; the embedded dataset is generated there first when the preset asks for it."""
+    root = Path(cfg.data.root).expanduser()
+    if not root.exists():
+        if not cfg.data.generate_demo:
+            raise DataError(f"data root '{root}' does not exist; set data.root=PATH (or generate the demo: "
+                            f"`vidssl data demo --out {root}`)")
+        from vidssl.data.demo import generate_demo
+
+        log(f"data root {root} does not exist: generating the embedded demo dataset there "
+            f"(size={cfg.data.demo_size}, seed={cfg.trainer.seed}) ...")
+        generate_demo(root, size=cfg.data.demo_size, seed=cfg.trainer.seed)
+        log(f"wrote the demo dataset to {root}")
+    return root
+
+
+def _manifest(root: Path, fmt: str):
+    from vidssl.data.index import MANIFEST_NAME, build_manifest, load_manifest
+
+    if (root / MANIFEST_NAME).is_file():
+        return load_manifest(root)
+    return build_manifest(root, format=fmt)
+
+
+def _trainer_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
+    t = cfg.trainer
+    cuda = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
+    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    devices: Any = t.devices
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    return dict(accelerator=t.accelerator, devices=devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
+                log_every_n_steps=t.log_every, enable_progress_bar=t.progress_bar,
+                gradient_clip_val=cfg.optim.grad_clip or None, use_distributed_sampler=False,
+                num_sanity_val_steps=0, benchmark=cuda)
+
+
+def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, callbacks: list | None = None,
+             log: Callable[[str], None] = print) -> Path:
+    """Pretrain ``cfg.method`` and write the run directory ``out`` (see the module docstring).
+
+    ``callbacks`` are extra Lightning callbacks (tests use one to stop a run mid-way).
+    Returns ``out``.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from vidssl.methods import METHODS
+
+    out = Path(out).expanduser()
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    if not resume and last.is_file():
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    root = prepare_data_root(cfg, log)
+    manifest = _manifest(root, cfg.data.format)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(to_dict(cfg), out / "config.yaml")
+    if not resume:
+        L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+
+    method = METHODS[cfg.method.name](cfg, num_classes=manifest.num_classes)
+    method.attach_data(manifest)
+    labelled = method.probe is not None
+    every = max(1, cfg.trainer.checkpoint_every)
+    checkpoints = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
+                        every_n_train_steps=every, enable_version_counter=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="probe/acc" if labelled else "train/loss",
+                        mode="max" if labelled else "min", save_top_k=1, every_n_train_steps=every,
+                        enable_version_counter=False),
+    ]
+    loggers = [CSVLogger(out, name="", version=""), TensorBoardLogger(out, name="tensorboard", version="")]
+    trainer = L.Trainer(**_trainer_kwargs(cfg), logger=loggers, callbacks=checkpoints + list(callbacks or []),
+                        plugins=[_atomic_checkpoint_io()], default_root_dir=out)
+    trainer.fit(method, ckpt_path=str(last) if resume else None)
+    trainer.save_checkpoint(last)
+    if trainer.is_global_zero:
+        from vidssl.models import save_encoder
+
+        m = cfg.method
+        save_encoder(method.encoder, out / "encoder.safetensors", name=m.backbone, kwargs=dict(m.backbone_kwargs))
+        skipped = method.skipped_videos()
+        if skipped:
+            log(f"skipped {len(skipped)} unreadable videos: " + ", ".join(sorted(skipped)[:10]))
+        log(f"pretraining done: {out} (step {trainer.global_step}); encoder at {out / 'encoder.safetensors'}")
+    return out

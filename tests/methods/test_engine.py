@@ -1,0 +1,153 @@
+"""The shared engine: config loading, EMA, probe isolation, sampler resume, gather helper, methods' losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vidssl.config import preset_names
+from vidssl.errors import ConfigError
+from vidssl.methods import METHODS
+from vidssl.methods.base import (
+    DistributedBatchNorm,
+    PretrainConfig,
+    ResumableSampler,
+    apply_pretrain_overrides,
+    convert_sync_batchnorm,
+    ema_update,
+    gather_with_grad,
+    pretrain_config_from_dict,
+)
+from vidssl.methods.train import load_pretrain_config
+
+TINY_METHOD = {"backbone": "r3d18_fgkv_tiny", "num_frames": 4, "stride": 2, "canvas": 32, "crop_size": 24,
+               "proj_hidden_dim": 32, "proj_dim": 16}
+
+
+def tiny_config(name: str = "fgkvmem", **method) -> PretrainConfig:
+    extra = {"num_slots": 8, "num_concepts": 12, "recon_hidden_dim": 16} if name == "fgkvmem" else {"pred_hidden_dim": 32}
+    return pretrain_config_from_dict({"method": {"name": name, **TINY_METHOD, **extra, **method},
+                                      "optim": {"name": "sgd", "lr": 0.1}})
+
+
+def fake_batch(batch: int = 4, rho: int = 2, classes: int = 3) -> dict:
+    g = torch.Generator().manual_seed(0)
+    clips = torch.randint(0, 256, (batch, rho, 4, 32, 32, 3), dtype=torch.uint8, generator=g)
+    return {"video": {"clips": clips}, "label": torch.arange(batch) % classes, "index": torch.arange(batch)}
+
+
+def test_every_preset_loads():
+    names = preset_names()
+    assert {"fgkvmem_full_r3d18_ucf101", "byol_rho2_r3d18_ucf101", "fgkvmem_kvmem_r3d18_demo_tiny"} <= set(names)
+    for name in names:
+        cfg = load_pretrain_config(name)
+        assert type(cfg.method) is METHODS[cfg.method.name].Config
+        assert name.startswith(cfg.method.name + "_")
+
+
+def test_seed_recipe_in_ucf101_preset():
+    cfg = load_pretrain_config("fgkvmem_full_r3d18_ucf101")
+    assert (cfg.method.num_frames, cfg.method.stride, cfg.method.crop_size) == (16, 4, 112)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_epochs) == ("lars", 1.2, 1e-6, 35)
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.method.num_slots, cfg.method.radius) == (64, 400, 4096, 16)
+
+
+def test_unknown_keys_are_errors_with_suggestions():
+    cfg = load_pretrain_config("fgkvmem_kvmem_r3d18_demo_tiny")
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr' \(did you mean 'optim.lr'\?\)"):
+        apply_pretrain_overrides(cfg, ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match=r"'method.num_slot' \(did you mean 'method.num_slots'\?\)"):
+        apply_pretrain_overrides(cfg, ["method.num_slot=8"])
+    with pytest.raises(ConfigError, match="unknown method 'fgkvmen'.*did you mean 'fgkvmem'"):
+        pretrain_config_from_dict({"method": {"name": "fgkvmen"}})
+    with pytest.raises(ConfigError, match="needs a 'method' section"):
+        pretrain_config_from_dict({"optim": {"lr": 1.0}})
+    with pytest.raises(ConfigError, match="unknown config key 'method.bogus'"):
+        pretrain_config_from_dict({"method": {"name": "byol", "bogus": 1}})
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_pretrain_config("fgkvmem_nope")
+    short = apply_pretrain_overrides(cfg, ["max_steps=7", "optim.lr=0.5"])
+    assert short.trainer.max_steps == 7 and short.optim.lr == 0.5
+
+
+def test_ema_update_and_schedule_endpoints():
+    online, target = nn.Linear(3, 2), nn.Linear(3, 2)
+    t0 = target.weight.detach().clone()
+    ema_update(online, target, momentum=0.9)
+    assert torch.allclose(target.weight, 0.9 * t0 + 0.1 * online.weight.detach())
+    ema_update(online, target, momentum=1.0)  # m = 1 freezes the target
+    ema_update(online, target, momentum=0.0)  # m = 0 copies the online weights
+    assert torch.allclose(target.weight, online.weight)
+
+
+def test_method_targets_are_frozen_ema_copies_and_probe_is_isolated():
+    method = METHODS["fgkvmem"](tiny_config(), num_classes=3)
+    assert not any(p.requires_grad for p in method.target_encoder.parameters())
+    for (a, pa), (b, pb) in zip(method.encoder.named_parameters(), method.target_encoder.named_parameters()):
+        assert a == b and torch.equal(pa, pb)
+    online_ids = {id(p) for g in method.param_groups() for p in g["params"]}
+    assert not online_ids & {id(p) for p in method.probe.parameters()}
+    assert not online_ids & {id(p) for p in method.target_encoder.parameters()}
+    # the probe's loss reaches only the probe
+    views = method.augment(fake_batch())
+    out = method.compute_loss(views, fake_batch())
+    probe_loss, acc = method._probe_step(out["embedding"], fake_batch()["label"])
+    probe_loss.backward()
+    assert all(p.grad is None for p in method.encoder.parameters())
+    assert method.probe.weight.grad is not None and 0.0 <= float(acc) <= 1.0
+
+
+@pytest.mark.parametrize("name", ["byol", "fgkvmem"])
+def test_compute_loss_terms_and_gradients(name):
+    torch.manual_seed(0)
+    method = METHODS[name](tiny_config(name), num_classes=3)
+    views = method.augment(fake_batch())
+    assert len(views) == 2 and views[0].shape == (4, 3, 4, 24, 24)
+    out = method.compute_loss(views, fake_batch())
+    assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
+    assert out["embedding"].shape == (4, method.embed_dim)
+    if name == "fgkvmem":
+        assert set(out) >= {"sim", "source_recon", "target_recon", "align"}
+        expected = out["sim"] + 0.1 * out["source_recon"] + 0.1 * out["target_recon"] + 0.01 * out["align"]
+        assert torch.allclose(out["loss"], expected)
+        assert method.center.abs().sum() > 0  # the centre moved
+    out["loss"].backward()
+    assert method.encoder.stem.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in method.target_encoder.parameters())
+
+
+def test_kvmem_variant_has_no_concept_heads():
+    method = METHODS["fgkvmem"](tiny_config(use_concepts=False), num_classes=0)
+    assert method.probe is None and not hasattr(method, "source_code")
+    out = method.compute_loss(method.augment(fake_batch()), fake_batch())
+    assert torch.allclose(out["loss"], out["sim"])
+
+
+def test_sampler_resumes_mid_epoch():
+    full = ResumableSampler(10, batch_size=2, seed=3)
+    full.set_epoch(1)
+    epoch1 = list(full)
+    resumed = ResumableSampler(10, batch_size=2, seed=3)
+    resumed.resume_at(5 + 2)  # 5 batches per epoch: epoch 1, 2 batches done
+    assert resumed.epoch == 1 and list(resumed) == epoch1[4:]
+    assert list(resumed) == epoch1  # the skip applies once
+    ranks = [list(ResumableSampler(10, 2, seed=3, rank=r, world_size=2)) for r in range(2)]
+    assert not set(ranks[0]) & set(ranks[1]) and len(ranks[0]) == 5
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        ResumableSampler(3, batch_size=4)
+
+
+def test_gather_with_grad_single_process_is_identity():
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_with_grad(x) is x
+
+
+def test_convert_sync_batchnorm_keeps_state():
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    net[1].running_mean.fill_(0.5)
+    converted = convert_sync_batchnorm(net, "cpu")
+    assert isinstance(converted[1], DistributedBatchNorm)
+    assert torch.allclose(converted[1].running_mean, torch.full((4,), 0.5))
+    x = torch.randn(6, 3)
+    assert torch.allclose(converted(x), net(x), atol=1e-6)  # one process: plain batch norm
