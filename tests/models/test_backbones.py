@@ -162,12 +162,15 @@ def test_r3d18_tv_computes_what_torchvision_computes():
 
 
 def test_fgkv_feature_map_geometry():
-    with torch.no_grad():
-        _, r3d = r3d18_fgkv(width=8).eval()(torch.randn(1, 3, 16, 112, 112), return_features=True)
-        _, r3d_plain = r3d18_fgkv(width=8, modify_last=False).eval()(torch.randn(1, 3, 16, 112, 112), return_features=True)
-        _, r21d = r2plus1d18_fgkv(width=8).eval()(torch.randn(1, 3, 16, 112, 112), return_features=True)
-        _, slow = slow_r18(width=8).eval()(torch.randn(1, 3, 8, 224, 224), return_features=True)
-        _, slow_ucf = slow_r18(width=8, stem_pool=False).eval()(torch.randn(1, 3, 8, 112, 112), return_features=True)
+    def feature_map(model, shape):
+        with torch.no_grad():
+            return model.eval()(torch.randn(shape), return_features=True)[1]
+
+    r3d = feature_map(r3d18_fgkv(width=8), (1, 3, 16, 112, 112))
+    r3d_plain = feature_map(r3d18_fgkv(width=8, modify_last=False), (1, 3, 16, 112, 112))
+    r21d = feature_map(r2plus1d18_fgkv(width=8), (1, 3, 16, 112, 112))
+    slow = feature_map(slow_r18(width=8), (1, 3, 8, 224, 224))
+    slow_ucf = feature_map(slow_r18(width=8, stem_pool=False), (1, 3, 8, 112, 112))
     assert r3d.shape[2:] == (4, 7, 7)  # MODIFY_LAST: no temporal stride in res5
     assert r3d_plain.shape[2:] == (2, 7, 7)
     assert r21d.shape[2:] == (2, 7, 7)
@@ -369,4 +372,5 @@ def test_builder_kwargs_survive_json():
     kwargs = json.loads(json.dumps({"blocks": (1, 1, 1, 1), "width_mult": 0.125}))
     assert build_backbone("tsm_resnet50", **kwargs).embed_dim == 256
     assert build_backbone("swin3d_tiny", **json.loads(json.dumps({"window_size": (2, 2, 2)}))).embed_dim == 128
-    assert build_backbone("r2plus1d18_fgkv", **json.loads(json.dumps({"width": 8, "blocks": (1, 1, 1, 1)}))).embed_dim == 64
+    r21d_kwargs = json.loads(json.dumps({"width": 8, "blocks": (1, 1, 1, 1)}))
+    assert build_backbone("r2plus1d18_fgkv", **r21d_kwargs).embed_dim == 64

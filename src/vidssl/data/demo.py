@@ -531,6 +531,7 @@ def held_out_groups(num_groups: int, fold: int) -> list[int]:
 
 def _run_tasks(function: Callable, tasks: list, workers: int | None) -> list:
     workers = min(workers or os.cpu_count() or 1, len(tasks))
+    _digits()  # load once here: forked workers inherit it instead of each importing scikit-learn
     if workers <= 1:
         return [function(task) for task in tasks]
     # fork is cheap and the children only use numpy/OpenCV/PyAV; elsewhere use the default

@@ -234,9 +234,10 @@ def finetune(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     num_classes = len(manifest.class_names)
     model = Classifier(backbone, num_classes, cfg.dropout, cfg.head_init)
-    if cfg.freeze_backbone:
-        for parameter in model.backbone.parameters():
-            parameter.requires_grad_(False)
+    # The backbone may arrive frozen (load_eval_encoder); fine-tuning trains it, the linear variant does not.
+    for parameter in model.backbone.parameters():
+        parameter.requires_grad_(not cfg.freeze_backbone)
+    model.train()
     from vidssl.data.datasets import collate
 
     train_set = RepeatedDataset([dataset_factory(manifest, protocol, "train", fold, augmented=True, seed=cfg.seed + 1000 * r)

@@ -106,7 +106,9 @@ def _load_lightning_ckpt(path: Path) -> nn.Module:
         raise UserError(f"cannot read checkpoint '{path}' safely (weights_only=True): {err}") from None
     spec = (ckpt.get("hyper_parameters") or {}).get("encoder") if isinstance(ckpt, dict) else None
     if not spec or "name" not in spec:
-        raise UserError(f"'{path}' has no hyper_parameters['encoder'] = {{'name', 'kwargs'}}; not a vidssl pretrain checkpoint")
+        raise UserError(
+            f"'{path}' has no hyper_parameters['encoder'] = {{'name', 'kwargs'}}; not a vidssl pretrain checkpoint"
+        )
     state = {
         k[len(CKPT_ENCODER_PREFIX) :]: v
         for k, v in ckpt.get("state_dict", {}).items()

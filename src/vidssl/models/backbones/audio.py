@@ -14,8 +14,9 @@ Registry names
     BraVe's audio backbone (``brave/models/brave/resnet.py``, ``modules.py:45-63``): pre-activation
     ResNetV2-50 (bottlenecks (3, 4, 6, 3), outputs 256…2048, strides (1, 2, 2, 2)), stem Conv 7×7/2
     (no BN/ReLU) + max-pool 3×3/2, projection shortcut from the first block's pre-activation,
-    final BN + ReLU, mean over (time, freq) → 2048-d. BraVe feeds ``[B, 3072, 80]`` (10.24 s at
-    100 Hz × 80 mel bins), i.e. time is the height axis, as in our ``B×1×time×freq``.
+    final BN + ReLU, mean over (time, freq) → 2048-d, 23.49 M parameters. BraVe feeds
+    ``[B, 3072, 80]`` (10.24 s at 100 Hz × 80 mel bins), i.e. time is the height axis, as in our
+    ``B×1×time×freq``.
 ``audio_resnet9_tiny`` / ``audio_resnet50_tiny``
     Width 8 (64-d) and width ×1/8 with one block per unit (256-d), for CPU tests.
 

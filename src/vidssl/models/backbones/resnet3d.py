@@ -90,8 +90,9 @@ class _PooledBackbone(nn.Module):
 
     embed_dim: int
 
-    def features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def features(self, x: Tensor) -> Tensor:
+        """The last feature map ``B×D×T'×H'×W'``; each subclass defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define features()")
 
     def forward(self, x: Tensor, return_features: bool = False):
         """``x``: ``B×C×T×H×W`` → ``B×D`` (and the map ``B×D×T'×H'×W'`` if ``return_features``)."""

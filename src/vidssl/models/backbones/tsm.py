@@ -20,6 +20,11 @@ Structure (``brave/models/brave/tsm_resnet.py``):
 Depth 18/34 (not in BraVe) use pre-activation basic blocks (3×3, 3×3) with the same shift and a
 projection only where the shape changes.
 
+Registry names and parameter counts (measured; pinned in ``tests/models/test_backbones.py``):
+``tsm_resnet50`` 23.50 M (2048-d), ``tsm_resnet50_x2`` 93.89 M (4096-d), ``tsm_resnet18`` 11.17 M
+(512-d), ``tsm_resnet_tiny`` (depth-50 layout, width ×1/8, one block per unit) 0.13 M (256-d).
+Every builder accepts ``in_channels=2`` for an optical-flow encoder.
+
 The shift (:func:`temporal_shift`) reproduces BraVe's ``temporal_shift_gpu`` exactly, including
 its channel **re-ordering**: with ``n = C // 8`` the output is
 ``[x[t+1][:, C-n:], x[t][:, n:C-n], x[t-1][:, :n]]``, i.e. output channels ``0..n-1`` come from the
