@@ -52,6 +52,7 @@ def test_retrieval_and_linear(demo_root, tmp_path, cache_dir):
     assert linear["config"]["linear"]["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_split_all_reports_each_split_and_mean(demo_root, tmp_path, cache_dir):
     report = run_eval("knn", demo_root, tmp_path / "all", cache_dir, "--split", "all", "--k", "3")
     assert sorted(report["per_split"]) == ["1", "2", "3"]
@@ -92,6 +93,15 @@ def test_finetune_tiny_on_cpu(demo_root, tmp_path):
     assert "top1_best_epoch_on_test" not in report["results"]
     assert report["config"]["finetune"]["epochs"] == 2
     assert (tmp_path / "ft" / "fold1" / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_linear_on_augmented_clips_keeps_backbone_frozen(demo_root, tmp_path):
+    report = run_eval("linear", demo_root, tmp_path / "clips", "unused", "--mode", "clips", "--epochs", "1",
+                      "--train-batch-size", "8")
+    assert report["config"]["mode"] == "clips"
+    assert report["config"]["finetune"]["freeze_backbone"] is True
+    assert 0.0 <= report["results"]["top1"] <= 1.0
 
 
 # ----------------------------------------------------------------------------- bad inputs: one line, exit 2

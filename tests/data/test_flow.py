@@ -132,3 +132,34 @@ def test_flow_view_fits_canvas_and_rescales_vectors():
     np.testing.assert_allclose(view[1], -2.0 / 20.0, rtol=1e-5)
     big = flow_view(flow * 100, 16)
     assert big.shape == (2, 3, 16, 16) and big.max() == 1.0 and big.min() == -1.0
+
+
+def test_flow_dataset_rejects_views_it_does_not_have(demo_manifest, tmp_path):
+    from vidssl.data.flow import FlowVideoDataset
+    from vidssl.data.sampling import AlignedViewsPlan, ViewSpec
+
+    plan = AlignedViewsPlan([ViewSpec("narrow", 4, stride=2, canvas=(32, 32)), ViewSpec("broad", 8, stride=4)])
+    cache = FlowCache(tmp_path, short_side=32)
+    with pytest.raises(ConfigError, match=r"flow views \['brod'\] are not views of the plan"):
+        FlowVideoDataset(demo_manifest, plan, flow_views=["brod"], flow_cache=cache)
+    with pytest.raises(ConfigError, match="at least one RGB view"):
+        FlowVideoDataset(demo_manifest, plan, flow_views=["narrow", "broad"], flow_cache=cache)
+
+
+def test_flow_dataset_slices_the_cached_flow_at_the_view_frames(demo_manifest, tmp_path):
+    """The flow view holds the cached flow at exactly the broad view's source frames (looped)."""
+    from vidssl.data.flow import FlowVideoDataset
+    from vidssl.data.sampling import AlignedViewsPlan, ViewSpec
+
+    plan = AlignedViewsPlan([ViewSpec("narrow", 4, stride=2, canvas=(32, 32)),
+                             ViewSpec("flow", 20, stride=4, canvas=(32, 32))])  # 77 frames > 50: loops
+    cache = FlowCache(tmp_path, short_side=32)
+    dataset = FlowVideoDataset(demo_manifest, plan, flow_views=["flow"], flow_cache=cache, max_pixels=1e6)
+    item = dataset[0]
+    assert set(item["video"]) == {"narrow"} and item["flow"]["flow"].shape == (2, 20, 32, 32)
+    record = dataset.records[0]
+    cached = cache.get(dataset.manifest.resolve(record))
+    rng = np.random.default_rng((dataset.seed, 0, 0, 0))  # the dataset's own draw for item 0
+    selection = plan.sample(record.info.num_frames, record.info.fps, rng)
+    expected = flow_view(cached.frames(selection.start_frame + selection.views["flow"].frame_indices), 32, 1e6)
+    np.testing.assert_allclose(item["flow"]["flow"].numpy(), expected, rtol=1e-6)

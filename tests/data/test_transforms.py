@@ -306,3 +306,26 @@ def test_normalize():
     torch.testing.assert_close(per_channel.flatten(), torch.tensor([-0.2, -0.4, -0.6]))
     with pytest.raises(ValueError, match="std must be positive"):
         T.Normalize(0.5, 0.0)
+
+
+def test_tf_saturation_and_hue_equal_hsv_round_trips_even_out_of_range():
+    """BraVe adds brightness without clipping, so values may leave [0, 1] before these steps."""
+    x = torch.rand(4, 3, 2, 8, 8, generator=gen(3)) * 1.4 - 0.2
+    x[0, :, 0, 0, 0] = torch.tensor([-0.1, -0.2, -0.05])  # a pixel with V <= 0
+    factor = torch.tensor([0.6, 1.0, 1.4, 3.0])
+    hsv = T.rgb_to_hsv(x)
+    saturated = torch.stack([hsv[:, 0], (hsv[:, 1] * factor.view(-1, 1, 1, 1)).clamp(0, 1), hsv[:, 2]], dim=1)
+    torch.testing.assert_close(T.tf_adjust_saturation(x, factor), T.hsv_to_rgb(saturated), rtol=0, atol=1e-5)
+    shift = torch.tensor([0.1, -0.2, 0.45, 0.0])
+    rotated = torch.stack([torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1, 1), 1.0), hsv[:, 1], hsv[:, 2]], dim=1)
+    torch.testing.assert_close(T.adjust_hue(x, shift), T.hsv_to_rgb(rotated), rtol=0, atol=1e-5)
+    assert torch.allclose(T.adjust_hue(x, shift)[0, :, 0, 0, 0], torch.full((3,), -0.05))  # grey at V <= 0
+
+
+@pytest.mark.parametrize("pipeline", [T.byol_video_augment, T.brave_broad_augment])
+def test_cpu_chunks_give_the_same_result_as_the_whole_batch(pipeline):
+    clips = torch.randint(0, 256, (7, 3, 24, 28, 3), dtype=torch.uint8, generator=gen(0))
+    chunked, whole = pipeline(16), pipeline(16)
+    chunked.cpu_chunk, whole.cpu_chunk = 3, None
+    torch.testing.assert_close(chunked(clips, generator=gen(1)), whole(clips, generator=gen(1)), rtol=0, atol=1e-6)
+    assert chunked.output_shape(clips.shape) == (7, 3, 3, 16, 16)

@@ -95,7 +95,7 @@ def test_loss_at_initialisation_is_about_one():
     heads = BraveHeads({"narrow": 64, "broad_audio": 64}, hidden_dim=256)
     f_n, f_b = torch.randn(32, 64), torch.randn(32, 64)
     loss = brave_loss(heads("narrow", f_n), [heads("broad_audio", f_b)])["loss"]
-    assert float(loss) == pytest.approx(1.0, abs=0.15)
+    assert float(loss.detach()) == pytest.approx(1.0, abs=0.15)
 
 
 # ---------------------------------------------------------------- heads
@@ -184,3 +184,211 @@ def test_augment_flow_keeps_vectors_consistent():
     assert torch.allclose(out[:, 1], torch.zeros_like(out[:, 1]))
     with pytest.raises(ValueError, match="B×2×T×H×W"):
         augment_flow(torch.zeros(1, 3, 2, 8, 8), 4)
+
+
+# ---------------------------------------------------------------- configuration, views, spectrogram
+
+import numpy as np  # noqa: E402
+
+from vidssl.config import from_dict  # noqa: E402
+from vidssl.errors import ConfigError  # noqa: E402
+from vidssl.methods.brave import BraveConfig, brave_plan  # noqa: E402
+
+
+def _full_config(**overrides) -> BraveConfig:
+    return from_dict(BraveConfig, overrides)
+
+
+def test_views_narrow_starts_the_broad_view_and_lies_inside_it():
+    m = _full_config(broad=["video", "audio"])
+    plan = brave_plan(m)
+    assert [v.name for v in plan.views] == ["narrow", "broad_video"]
+    for seed in range(20):
+        sel = plan.sample(num_frames=600, fps=25.0, rng=np.random.default_rng(seed))  # a 24 s video: no looping
+        narrow = sel.start_frame + sel.views["narrow"].frame_indices
+        broad = sel.start_frame + sel.views["broad_video"].frame_indices
+        assert not sel.looped
+        np.testing.assert_array_equal(np.diff(narrow), 2)
+        np.testing.assert_array_equal(np.diff(broad), 4)
+        assert len(narrow) == 16 and len(broad) == 64
+        assert narrow[0] == broad[0]  # left-aligned (BraVe's sampler)
+        assert narrow[-1] <= broad[-1]  # the narrow 1.24 s lies inside the broad 10.12 s
+        # the audio starts with the views and lasts 10.24 s
+        assert sel.views["broad_video"].audio_starts == pytest.approx((broad[0] - sel.start_frame) / 25.0)
+        assert plan.views[1].audio_seconds == pytest.approx(10.24)
+
+
+def test_views_loop_short_videos_like_extend_sequence():
+    plan = brave_plan(_full_config(broad=["video"]))
+    sel = plan.sample(num_frames=250, fps=25.0, rng=np.random.default_rng(0))  # a 10 s Kinetics clip
+    assert sel.looped and (sel.start_frame, sel.end_frame) == (0, 250)
+    narrow = sel.views["narrow"].frame_indices
+    broad = sel.views["broad_video"].frame_indices
+    start = narrow[0]
+    assert 0 <= start <= 250 - 31
+    np.testing.assert_array_equal(broad, (start + 4 * np.arange(64)) % 250)  # wraps around the clip
+    np.testing.assert_array_equal(narrow, start + 2 * np.arange(16))  # the narrow view itself never wraps
+
+
+def test_audio_only_and_flow_views():
+    plan = brave_plan(_full_config(broad=["audio", "flow"]))
+    assert [v.name for v in plan.views] == ["narrow", "broad_audio", "broad_flow"]
+    audio, flow = plan.views[1], plan.views[2]
+    assert audio.num_frames == 1 and audio.audio_seconds == pytest.approx(10.24)
+    assert (flow.num_frames, flow.stride, flow.canvas) == (64, 4, (128, 128))
+    sel = plan.sample(num_frames=1000, fps=25.0, rng=np.random.default_rng(1))
+    assert sel.views["broad_flow"].frame_indices[0] == sel.views["narrow"].frame_indices[0]
+
+
+@pytest.mark.parametrize(
+    "broad, message",
+    [(["vidoe"], "unknown view 'vidoe' \\(did you mean 'video'\\?\\)"), ([], "at least one broad view"),
+     (["audio", "audio"], "'audio' can appear once")],
+)
+def test_bad_broad_views_are_config_errors(broad, message):
+    with pytest.raises(ConfigError, match=message):
+        _full_config(broad=broad)
+
+
+def test_presets_name_every_configuration():
+    from vidssl.config import preset_names
+    from vidssl.methods.train import load_pretrain_config
+
+    expected = {"vv": ["video"], "va": ["audio"], "vf": ["flow"], "vaf": ["audio", "flow"],
+                "vvvv": ["video", "video", "video"]}
+    names = set(preset_names())
+    for key, broad in expected.items():
+        for name in (f"brave_{key}_tsm50_k600", f"brave_{key}_tiny"):
+            assert name in names
+            cfg = load_pretrain_config(name)
+            assert cfg.method.broad == broad
+        full = load_pretrain_config(f"brave_{key}_tsm50_k600")
+        assert (full.data.batch_size, full.optim.lr, full.optim.weight_decay, full.trainer.max_steps) == (512, 1.0, 0.01, 300000)
+        assert full.method.warmup_steps == 5000 and full.method.predictor_lr_mult == 10.0
+    assert load_pretrain_config("brave_vaf_tsm50x2_k600").method.backbone == "tsm_resnet50_x2"
+
+
+def test_spectrogram_shapes_at_48_and_16_khz():
+    from vidssl.data.audio import LogMelSpectrogram
+
+    at48 = LogMelSpectrogram(sample_rate=48000)
+    spec = at48(torch.randn(1, int(10.24 * 48000)) * 0.1)
+    assert spec.shape == (1, 1, 3072, 80)
+    # faithful 48 kHz: 16 of the 80 mel bands have no FFT bin and are always 0
+    assert int((at48.mel_matrix.sum(dim=0) == 0).sum()) == 16
+    assert torch.all(spec[0, 0][:, at48.mel_matrix.sum(dim=0) == 0] == 0)
+    at16 = LogMelSpectrogram(sample_rate=16000)
+    assert at16(torch.randn(2, int(10.24 * 16000)) * 0.1).shape == (2, 1, 1024, 80)
+    assert int((at16.mel_matrix.sum(dim=0) == 0).sum()) == 0
+
+
+# ---------------------------------------------------------------- optimiser semantics
+
+
+def _one_step(faithful: bool):
+    from vidssl.methods.brave import build_brave_lars
+
+    torch.manual_seed(0)
+    head = BraveHeads({"narrow": 8}, hidden_dim=16, out_dim=4)
+    named = list(head.named_parameters())
+    groups = []
+    for g in brave_param_groups(named, 10.0, faithful):
+        groups.append({"params": g["params"], "lr": 1.0 * g["lr_mult"], "weight_decay": 0.01 * g["weight_decay_mult"],
+                       "lars_exclude": not g["lars"], "adapt_vectors": g["lars"]})
+    opt = build_brave_lars(groups, lr=1.0, momentum=0.0, weight_decay=0.01, nesterov=False,
+                           trust_coefficient=1e-3, formula="update_norm")
+    before = {n: p.detach().clone() for n, p in named}
+    z, h = head("narrow", torch.randn(6, 8))
+    (h.pow(2).sum() + z.sum()).backward()
+    grads = {n: p.grad.detach().clone() for n, p in named}
+    opt.step()
+    return {n: before[n] - p.detach() for n, p in named}, grads, before
+
+
+def test_intended_mask_adapts_weights_and_leaves_biases_plain():
+    step, grads, before = _one_step(faithful=False)
+    w, b = "head.projector.0.weight", "head.projector.0.bias"
+    u = grads[w] + 0.01 * before[w]
+    trust = 1e-3 * before[w].norm() / u.norm()
+    torch.testing.assert_close(step[w], trust * u)
+    torch.testing.assert_close(step[b], grads[b])  # plain SGD, no decay
+    pw = "head.predictor.0.weight"
+    up = grads[pw] + 0.01 * before[pw]
+    torch.testing.assert_close(step[pw], 10.0 * 1e-3 * before[pw].norm() / up.norm() * up)  # predictor lr ×10
+
+
+def test_faithful_mask_is_the_released_inverted_one():
+    step, grads, before = _one_step(faithful=True)
+    w, bn = "head.projector.0.weight", "head.projector.1.weight"
+    torch.testing.assert_close(step[w], grads[w])  # weights: plain SGD at lr 1, no decay
+    u = grads[bn] + 0.01 * before[bn]
+    torch.testing.assert_close(step[bn], 1e-3 * before[bn].norm() / u.norm() * u)  # BN scale: LARS + decay
+
+
+# ---------------------------------------------------------------- the method on the embedded dataset
+
+
+def _method(preset: str, root, *overrides):
+    from vidssl.data.index import build_manifest
+    from vidssl.methods.brave import Brave
+    from vidssl.methods.train import load_pretrain_config
+
+    cfg = load_pretrain_config(preset, [f"data.root={root}", *overrides])
+    method = Brave(cfg, num_classes=10)
+    method.attach_data(build_manifest(root))
+    return method
+
+
+def test_every_configuration_forward_and_backward_on_demo_batch(demo_root):
+    from vidssl.data.datasets import collate
+
+    for key, shapes in {
+        "va": [(2, 3, 8, 48, 48), (2, 1, 256, 80)],
+        "vaf": [(2, 3, 8, 48, 48), (2, 1, 256, 80), (2, 2, 16, 32, 32)],
+        "vvvv": [(2, 3, 8, 48, 48)] + [(2, 3, 16, 32, 32)] * 3,
+    }.items():
+        torch.manual_seed(0)
+        method = _method(f"brave_{key}_tiny", demo_root)
+        dataset = method.make_dataset("train")
+        batch = collate([dataset[0], dataset[1]])
+        views = method.augment(batch)
+        assert [tuple(v.shape) for v in views] == shapes
+        out = method.compute_loss(views, batch)
+        assert out["embedding"].shape == (2, method.embed_dim)
+        assert 0.5 < float(out["loss"].detach()) < 1.5  # ≈ 1 at initialisation
+        out["loss"].backward()
+        assert method.encoder.tsm_resnet_stem.weight.grad is not None
+        assert all(p.grad is not None for p in method.broad_backbones.parameters() if p.requires_grad)
+    # V/VVV: the three broad video views are augmented independently
+    assert not torch.equal(views[1], views[2])
+
+
+def test_flow_dataset_items_and_cache(demo_root):
+    from vidssl.data.flow import CACHE_DIRNAME
+
+    method = _method("brave_vf_tiny", demo_root)
+    dataset = method.make_dataset("train")
+    item = dataset[3]
+    assert item["flow"]["broad_flow"].shape == (2, 16, 40, 40)
+    assert "broad_flow" not in item["video"]  # flow views are not decoded as RGB
+    assert item["flow"]["broad_flow"].abs().max() <= 1.0
+    assert any((demo_root / CACHE_DIRNAME).glob("*.npz"))
+    again = method.make_dataset("train")
+    torch.testing.assert_close(again[3]["flow"]["broad_flow"], item["flow"]["broad_flow"])
+    assert again.flow_cache.computed == 0  # read back from the cache
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["vv", "va", "vf", "vaf", "vvvv"])
+def test_smoke_pretrain_every_configuration(key, demo_root, tmp_path):
+    """Lightning pretraining, 2 steps, then the exported encoder is the narrow TSM."""
+    from vidssl.methods.train import load_pretrain_config, pretrain
+    from vidssl.models import load_encoder
+
+    cfg = load_pretrain_config(f"brave_{key}_tiny", [f"data.root={demo_root}", "trainer.max_steps=2",
+                                                     "data.batch_size=4"])
+    out = pretrain(cfg, tmp_path / key, log=lambda msg: None)
+    encoder = load_encoder(out)
+    assert type(encoder).__name__ == "TSMResNet" and encoder.tsm_resnet_stem.in_channels == 3
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    torch.testing.assert_close(encoder.state_dict()["tsm_resnet_stem.weight"], last["state_dict"]["encoder.tsm_resnet_stem.weight"])

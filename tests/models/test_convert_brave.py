@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from vidssl.errors import UserError
 from vidssl.models.convert_brave import (
     convert_brave_checkpoint,
+    encoder_spec,
     load_brave_tsm,
     parse_tsm,
     read_brave_npy,
@@ -22,12 +23,18 @@ from vidssl.models.convert_brave import (
 UNIT_CHANNELS = (256, 512, 1024, 2048)
 
 
-def synthetic_checkpoint(width: float = 1, blocks=(3, 4, 6, 3), seed: int = 0, prefixes=("narrow_video_embedding",)):
-    """A dict shaped like BraVe's released checkpoints: haiku module paths, HWIO kernels, [1,1,1,C] BN."""
+def synthetic_checkpoint(width: float = 1, blocks=(3, 4, 6, 3), seed: int = 0, prefixes=("narrow_video_embedding",),
+                         zeros: bool = False):
+    """A dict shaped like BraVe's released checkpoints: haiku module paths, HWIO kernels, [1,1,1,C] BN.
+
+    ``zeros=True`` leaves the kernels at zero (fast, for name/shape checks)."""
     rng = np.random.default_rng(seed)
     params, state = {}, {}
 
     def conv(path, k, cin, cout):
+        if zeros:
+            params[path] = {"w": np.zeros((k, k, cin, cout), np.float32)}
+            return
         params[path] = {"w": (rng.standard_normal((k, k, cin, cout)) / math.sqrt(k * k * cin)).astype(np.float32)}
 
     def bn(path, c):
@@ -156,9 +163,9 @@ def test_official_names_and_shapes_of_tsm50_map_onto_vidssl(tmp_path):
 
 
 def test_width_two_is_detected():
-    ckpt = synthetic_checkpoint(width=2, blocks=(1, 1, 1, 1))
-    _, name, kwargs = load_brave_tsm(ckpt)
-    assert kwargs["width_mult"] == 2 and kwargs["blocks"] == [1, 1, 1, 1]
+    net = parse_tsm(synthetic_checkpoint(width=2, blocks=(3, 4, 6, 3), zeros=True))
+    assert net.width_multiplier == 2 and net.final_bn.scale.shape == (4096,)
+    assert encoder_spec(net) == ("tsm_resnet50", {"tf_same_padding": True, "width_mult": 2})
 
 
 def test_converted_model_matches_the_haiku_reference_exactly(tmp_path):

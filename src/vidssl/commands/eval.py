@@ -28,6 +28,7 @@ def _common(parser: argparse.ArgumentParser, views: str | None) -> None:
     source = parser.add_argument_group("encoder (one of)")
     source.add_argument("--checkpoint", help="pretrain run directory, encoder.safetensors or .ckpt")
     source.add_argument("--backbone", help="evaluate a randomly initialised backbone of this name instead")
+    source.add_argument("--backbone-kwargs", default="{}", help='JSON builder arguments of --backbone, e.g. \'{"width": 16}\'')
     parser.add_argument("--data", required=True, help="dataset root (UCF101/HMDB51 layout, or the embedded demo)")
     parser.add_argument("--split", default="1", help="official split: 1, 2, 3, a comma list or 'all' (default 1)")
     parser.add_argument("--out", required=True, help="report directory (report.json, report.md, PNGs)")
@@ -93,6 +94,21 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def parse_backbone_kwargs(text: str) -> dict:
+    """``--backbone-kwargs`` JSON -> dict (a UserError when it is not a JSON object)."""
+    import json
+
+    from vidssl.errors import UserError
+
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--backbone-kwargs is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"--backbone-kwargs must be a JSON object, got {text}")
+    return value
+
+
 def _check_args(args) -> None:
     from vidssl.errors import UserError
 
@@ -123,7 +139,8 @@ def run(args) -> int:
     started = time.time()
     manifest = open_dataset(args.data)
     folds = parse_split(args.split, manifest.folds)
-    encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed)
+    encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed,
+                                      backbone_kwargs=parse_backbone_kwargs(args.backbone_kwargs))
     confusions: dict[int, object] = {}
     config: dict = {"protocol": args.protocol, "data": str(args.data), "folds": folds, "seed": args.seed}
     views: dict = {}

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--checkpoint", help="pretrain run directory, encoder.safetensors or .ckpt")
     parser.add_argument("--backbone", help="a randomly initialised backbone of this name instead")
+    parser.add_argument("--backbone-kwargs", default="{}", help='JSON builder arguments of --backbone, e.g. \'{"width": 16}\'')
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--split", type=int, default=1, help="official split (fold) number (default 1)")
     parser.add_argument("--set", dest="subset", choices=["train", "test"], default="test", help="which half of the split")
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from vidssl.commands.eval import parse_backbone_kwargs
     from vidssl.errors import UserError
     from vidssl.eval.features import extract_features, get_protocol, load_eval_encoder, open_dataset
     from vidssl.eval.splits import parse_split
@@ -50,7 +52,8 @@ def run(args) -> int:
     manifest = open_dataset(args.data)
     (fold,) = parse_split(str(args.split), manifest.folds)
     protocol = get_protocol(args.views, temporal_clips=args.clips, spatial_crops=args.crops)
-    encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed)
+    encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed,
+                                      backbone_kwargs=parse_backbone_kwargs(args.backbone_kwargs))
     features = extract_features(
         encoder, info, manifest, protocol, args.subset, fold, passes=args.passes, cache_dir=args.cache_dir,
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,

@@ -63,7 +63,8 @@ def linear_to_mel_weight_matrix(
     """
     if not 0 <= lower_edge_hz < upper_edge_hz <= sample_rate / 2:
         raise ValueError(
-            f"need 0 <= lower_edge_hz < upper_edge_hz <= sample_rate/2, got {lower_edge_hz}, {upper_edge_hz}, {sample_rate}"
+            "need 0 <= lower_edge_hz < upper_edge_hz <= sample_rate/2, "
+            f"got {lower_edge_hz}, {upper_edge_hz}, {sample_rate}"
         )
     linear_hz = torch.linspace(0.0, sample_rate / 2, num_spectrogram_bins, dtype=torch.float64)[1:]
     bins_mel = hz_to_mel_htk(linear_hz)[:, None]
@@ -121,8 +122,8 @@ class LogMelSpectrogram(nn.Module):
         super().__init__()
         if fft_length < frame_length:
             raise ValueError(f"fft_length ({fft_length}) must be >= frame_length ({frame_length})")
-        self.frame_length, self.frame_step, self.fft_length, self.log_scale = frame_length, frame_step, fft_length, log_scale
-        self.sample_rate = sample_rate
+        self.frame_length, self.frame_step, self.fft_length = frame_length, frame_step, fft_length
+        self.log_scale, self.sample_rate = log_scale, sample_rate
         self.register_buffer("window", torch.hann_window(frame_length, periodic=True), persistent=False)
         mel = linear_to_mel_weight_matrix(num_mel_bins, fft_length // 2 + 1, sample_rate, lower_edge_hz, upper_edge_hz)
         self.register_buffer("mel_matrix", mel, persistent=False)

@@ -178,12 +178,15 @@ class VideoDataset(Dataset):
         return self._slice(path, info, selection)
 
     def _decode_short_side(self, info, selection: SpanSelection) -> int | None:
-        """Decode at the largest scale any view needs (views that need less are resized again)."""
+        """Decode at the largest scale any view needs (views that need less are resized again).
+
+        Upscaling also happens here: swscale at decode time is far cheaper than a torch resize.
+        """
         canvases = [v.spec.canvas for v in selection.views.values()]
         if any(c is None for c in canvases):
             return None
         short = max(_cover_short_side(info.height, info.width, c) for c in canvases)
-        return short if short < min(info.height, info.width) else None
+        return short if short != min(info.height, info.width) else None
 
     def _slice(self, path: str, info, selection: SpanSelection) -> dict:
         fps = info.fps

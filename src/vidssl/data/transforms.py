@@ -74,10 +74,11 @@ def _check_clip(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} expects a float B×C×T×H×W tensor, got {tuple(x.shape)} {x.dtype}")
 
 
-def _apply_where(x: Tensor, selected: Tensor, function, *params: Tensor) -> Tensor:
+def _apply_where(x: Tensor, selected: Tensor, function, *params: Tensor, inplace: bool = False) -> Tensor:
     """Return ``x`` with ``function(x[b], params[b])`` in the rows where ``selected`` is True.
 
-    On the CPU only the selected rows are computed (gather/scatter). On an accelerator all
+    On the CPU only the selected rows are computed (gather/scatter; with ``inplace`` the
+    rows are written into ``x`` itself, which the caller must own). On an accelerator all
     rows are computed and blended with ``torch.where``: indexing with a boolean mask would
     need the mask on the host, i.e. a device sync in the training step.
     """
@@ -88,7 +89,7 @@ def _apply_where(x: Tensor, selected: Tensor, function, *params: Tensor) -> Tens
         if index.numel() == x.shape[0]:
             return function(x, *params)
         rows = function(x.index_select(0, index), *(p.index_select(0, index) for p in params))
-        return x.index_copy(0, index, rows)
+        return x.index_copy_(0, index, rows) if inplace else x.index_copy(0, index, rows)
     return torch.where(_per_sample(selected), function(x, *params), x)
 
 
@@ -96,11 +97,31 @@ def _apply_where(x: Tensor, selected: Tensor, function, *params: Tensor) -> Tens
 # base classes
 
 
-class ClipTransform(nn.Module):
-    """A batched clip transform: ``forward(x, generator=None)`` on float ``B×C×T×H×W``."""
+Params = dict[str, Tensor]
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:  # pragma: no cover
+
+class ClipTransform(nn.Module):
+    """A batched clip transform on float ``B×C×T×H×W``.
+
+    Split in two so a batch can be processed in pieces with the same result:
+    :meth:`draw` makes the random parameters of every sample (tensors whose first
+    dimension is B; only from the input *shape*), :meth:`apply` uses them. ``forward(x,
+    generator)`` does both. Deterministic transforms draw nothing.
+    """
+
+    def draw(self, shape: torch.Size, device: torch.device, generator: torch.Generator | None = None) -> Params:
+        """Per-sample random parameters for an input of ``shape``."""
+        return {}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        """Shape of the output for an input of ``shape`` (unchanged unless overridden)."""
+        return shape
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.apply(x, self.draw(x.shape, x.device, generator))
 
 
 class Compose(ClipTransform):
@@ -112,14 +133,44 @@ class Compose(ClipTransform):
         torch.Size([2, 3, 4, 8, 8])
     """
 
-    def __init__(self, transforms: Sequence[nn.Module]):
+    def __init__(self, transforms: Sequence[ClipTransform], cpu_chunk: int | None = 4):
+        """``cpu_chunk``: on the CPU, run the transforms on this many clips at a time (all
+        parameters are drawn for the whole batch first, so the result is the same). Small
+        pieces keep the temporaries in the allocator's cache; whole-batch temporaries of tens
+        of MB are fresh pages each time and cost about 2× on the CPU. None: whole batch."""
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
+        self.cpu_chunk = cpu_chunk
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def draw(self, shape: torch.Size, device: torch.device, generator: torch.Generator | None = None) -> Params:
+        params: Params = {}
+        for index, transform in enumerate(self.transforms):
+            for key, value in transform.draw(shape, device, generator).items():
+                params[f"{index}.{key}"] = value
+            shape = transform.output_shape(shape)
+        return params
+
+    def output_shape(self, shape: torch.Size) -> torch.Size:
         for transform in self.transforms:
-            x = transform(x, generator=generator)
+            shape = transform.output_shape(shape)
+        return shape
+
+    def _apply_all(self, x: Tensor, params: Params) -> Tensor:
+        for index, transform in enumerate(self.transforms):
+            prefix = f"{index}."
+            own = {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
+            x = transform.apply(x, own)
         return x
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        batch = x.shape[0]
+        if x.device.type != "cpu" or not self.cpu_chunk or batch <= self.cpu_chunk:
+            return self._apply_all(x, params)
+        pieces = []
+        for start in range(0, batch, self.cpu_chunk):
+            rows = slice(start, start + self.cpu_chunk)
+            pieces.append(self._apply_all(x[rows], {key: value[rows] for key, value in params.items()}))
+        return torch.cat(pieces)
 
 
 class ToFloatClip(ClipTransform):
@@ -130,7 +181,11 @@ class ToFloatClip(ClipTransform):
         1.0
     """
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        batch, frames, height, width, channels = shape
+        return torch.Size((batch, channels, frames, height, width))
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         if x.dim() != 5 or x.shape[-1] not in (1, 3):
             raise ValueError(f"expected clips B×T×H×W×C with C in (1, 3), got shape {tuple(x.shape)}")
         if x.dtype == torch.uint8:
@@ -230,14 +285,18 @@ class RandomResizedCrop(ClipTransform):
             raise ValueError(f"need 0 < scale[0] <= scale[1] <= 1 and 0 < ratio[0] <= ratio[1], got {scale}, {ratio}")
         self.size, self.scale, self.ratio, self.attempts = _pair(size), tuple(scale), tuple(ratio), attempts
 
-    def sample_boxes(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The ``B×4`` boxes (x0, y0, x1, y1) this transform would crop from ``x``."""
-        return sample_crop_boxes(x.shape[0], x.shape[-2], x.shape[-1], self.scale, self.ratio,
-                                 device=x.device, generator=generator, attempts=self.attempts)
+    def draw(self, shape, device, generator=None) -> Params:
+        """``boxes``: ``B×4`` (x0, y0, x1, y1) crop boxes."""
+        boxes = sample_crop_boxes(shape[0], shape[-2], shape[-1], self.scale, self.ratio,
+                                  device=device, generator=generator, attempts=self.attempts)
+        return {"boxes": boxes}
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        return torch.Size((*shape[:-2], *self.size))
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "RandomResizedCrop")
-        return crop_and_resize(x, self.sample_boxes(x, generator), self.size)
+        return crop_and_resize(x, params["boxes"], self.size)
 
 
 class RandomHorizontalFlip(ClipTransform):
@@ -253,10 +312,12 @@ class RandomHorizontalFlip(ClipTransform):
         super().__init__()
         self.p = p
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def draw(self, shape, device, generator=None) -> Params:
+        return {"flip": bernoulli(shape[0], self.p, device=device, generator=generator)}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "RandomHorizontalFlip")
-        flip = bernoulli(x.shape[0], self.p, device=x.device, generator=generator)
-        return torch.where(_per_sample(flip), x.flip(-1), x)
+        return _apply_where(x, params["flip"], lambda clip: clip.flip(-1))
 
 
 def _crop_offsets(length: int, size: int, count: int, layout: str, along: bool) -> list[int]:
@@ -301,7 +362,10 @@ class SpatialCrops(ClipTransform):
         xs = _crop_offsets(width, self.size, self.num_crops, self.layout, along=width >= height)
         return list(zip(ys, xs))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        return torch.Size((shape[0], self.num_crops, *shape[1:-2], self.size, self.size))
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "SpatialCrops")
         s = self.size
         crops = [x[..., y : y + s, x0 : x0 + s] for y, x0 in self.offsets(x.shape[-2], x.shape[-1])]
@@ -315,7 +379,10 @@ class CenterCrop(ClipTransform):
         super().__init__()
         self.crops = SpatialCrops(size, num_crops=1)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        return torch.Size((*shape[:-2], self.crops.size, self.crops.size))
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         return self.crops(x)[:, 0]
 
 
@@ -326,11 +393,17 @@ class ResizeShortSide(ClipTransform):
         super().__init__()
         self.size = int(size)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def _out_size(self, height: int, width: int) -> tuple[int, int]:
+        scale = self.size / min(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        return torch.Size((*shape[:-2], *self._out_size(shape[-2], shape[-1])))
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "ResizeShortSide")
         batch, channels, frames, height, width = x.shape
-        scale = self.size / min(height, width)
-        out_size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        out_size = self._out_size(height, width)
         if out_size == (height, width):
             return x
         flat = x.reshape(batch, channels * frames, height, width)
@@ -348,37 +421,51 @@ def rgb_to_grayscale(x: Tensor) -> Tensor:
     return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
 
 
-def rgb_to_hsv(x: Tensor) -> Tensor:
-    """``B×3×…`` RGB → HSV with hue in [0, 1). Values outside [0, 1] are allowed (V follows max)."""
+def _hue_and_range(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hue in sixths of a turn, [0, 6), max and max - min over the channels of ``B×3×…``.
+
+    Grey pixels (max = min) get hue 0. Ties for the max resolve r, then g, then b, as in
+    torchvision and TF.
+    """
     r, g, b = x.unbind(1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    delta = maxc - minc
-    saturation = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.where(delta > 0, torch.remainder(hue / 6.0, 1.0), torch.zeros_like(hue))
-    return torch.stack([hue, saturation, maxc], dim=1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
+    inverse = chroma.clamp_min(1e-12).reciprocal_()  # grey pixels: 0 · 1e12 = 0, no NaN
+    hue6 = torch.where(
+        maxc == r,
+        (g - b).mul_(inverse),
+        torch.where(maxc == g, (b - r).mul_(inverse).add_(2.0), (r - g).mul_(inverse).add_(4.0)),
+    )
+    return hue6.remainder_(6.0), maxc, chroma
 
 
-# hsv_to_rgb: for sector i = floor(6h) the (r, g, b) pick from (v, q, p, t)
-_SECTOR_PICK = torch.tensor([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]])
+def _rgb_from_hue(hue6: Tensor, value: Tensor, chroma: Tensor) -> Tensor:
+    """RGB from hue (sixths of a turn, any real), value (max) and chroma (max - min).
+
+    The fully saturated colour of the hue is ``(clamp(|h-3|-1), clamp(2-|h-2|), clamp(2-|h-4|))``
+    on [0, 1]; the pixel is ``(v - c) + c · colour``.
+    """
+    hue6 = torch.remainder(hue6, 6.0)
+    base = value - chroma
+    out = torch.empty((value.shape[0], 3, *value.shape[1:]), dtype=value.dtype, device=value.device)
+    torch.addcmul(base, chroma, (hue6 - 3.0).abs_().sub_(1.0).clamp_(0.0, 1.0), out=out[:, 0])
+    torch.addcmul(base, chroma, (hue6 - 2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0), out=out[:, 1])
+    torch.addcmul(base, chroma, (hue6 - 4.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0), out=out[:, 2])
+    return out
+
+
+def rgb_to_hsv(x: Tensor) -> Tensor:
+    """``B×3×…`` RGB → HSV with hue in [0, 1). S is 0 where V <= 0 (as TF and torchvision)."""
+    hue6, value, chroma = _hue_and_range(x)
+    positive = value > 0
+    saturation = torch.where(positive, chroma / torch.where(positive, value, 1.0), 0.0)
+    return torch.stack([hue6 / 6.0, saturation, value], dim=1)
 
 
 def hsv_to_rgb(x: Tensor) -> Tensor:
     """Inverse of :func:`rgb_to_hsv`: ``B×3×…`` HSV → RGB."""
     hue, saturation, value = x.unbind(1)
-    sector = torch.floor(hue * 6.0)
-    fraction = hue * 6.0 - sector
-    sector = torch.remainder(sector, 6).long()
-    p = value * (1.0 - saturation)
-    q = value * (1.0 - saturation * fraction)
-    t = value * (1.0 - saturation * (1.0 - fraction))
-    candidates = torch.stack([value, q, p, t], dim=0)  # 4×B×…
-    pick = _SECTOR_PICK.to(x.device)[sector]  # B×…×3
-    channels = [candidates.gather(0, pick[..., c].unsqueeze(0)).squeeze(0) for c in range(3)]
-    return torch.stack(channels, dim=1)
+    return _rgb_from_hue(hue * 6.0, value, saturation * value)
 
 
 def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
@@ -401,10 +488,14 @@ def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """Rotate the hue by ``shift`` (B,) turns (in [-0.5, 0.5]) in HSV space."""
-    hsv = rgb_to_hsv(x)
-    hue = torch.remainder(hsv[:, 0] + shift.view(-1, *([1] * (x.dim() - 2))), 1.0)
-    return hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], dim=1))
+    """Rotate the hue by ``shift`` (B,) turns (in [-0.5, 0.5]) in HSV space.
+
+    Same result as an RGB→HSV→RGB round trip (torchvision, TF), computed directly from
+    hue, max and max - min. Pixels with max <= 0 have S = 0 in HSV and come back grey.
+    """
+    hue6, value, chroma = _hue_and_range(x)
+    chroma = chroma.masked_fill_(value <= 0, 0.0)
+    return _rgb_from_hue(hue6.add_(6.0 * shift.view(-1, *([1] * (x.dim() - 2)))), value, chroma)
 
 
 def _factor_range(strength: float, name: str) -> tuple[float, float]:
@@ -440,17 +531,26 @@ class ColorJitter(ClipTransform):
 
     _CHEAP_OPS = (adjust_brightness, adjust_contrast, adjust_saturation)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        _check_clip(x, "ColorJitter")
-        batch, device = x.shape[0], x.device
+    def draw(self, shape, device, generator=None) -> Params:
+        """``applied`` (B,), ``factors`` B×3 (brightness, contrast, saturation), ``shift`` (B,)
+        and ``order`` B×4 (op ids by position; 0-2 as in ``factors``, 3 = hue)."""
+        batch = shape[0]
         draw = dict(device=device, generator=generator)
         applied = bernoulli(batch, self.p, **draw)
-        factors = [uniform(batch, low, high, **draw) for low, high in self.ranges]
+        factors = torch.stack([uniform(batch, low, high, **draw) for low, high in self.ranges], dim=1)
         shift = uniform(batch, -self.hue, self.hue, **draw)
-        order = torch.argsort(uniform((batch, 4), 0.0, 1.0, **draw), dim=1)  # op ids 0..3, 3 = hue
-        order = order.to(device)
+        order = torch.argsort(uniform((batch, 4), 0.0, 1.0, **draw), dim=1)
+        return {"applied": applied, "factors": factors, "shift": shift, "order": order}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
+        _check_clip(x, "ColorJitter")
+        batch, device = x.shape[0], x.device
+        applied, shift, order = params["applied"], params["shift"], params["order"]
+        factors = params["factors"].unbind(1)
         # Run the hue (expensive: an HSV round trip) once for everyone: the cheap ops that
         # come before it in a clip's order run in a first pass, the others after it.
+        if x.device.type == "cpu":
+            x = x.clone()  # rows are then replaced in place, op by op
         hue_position = (order == 3).int().argmax(dim=1)
         cheap_order = order[order != 3].view(batch, 3)
         positions = torch.arange(3, device=device)[None]
@@ -461,17 +561,26 @@ class ColorJitter(ClipTransform):
                     if self.ranges[op_id] == (1.0, 1.0):
                         continue
                     selected = applied & phase[:, slot] & (cheap_order[:, slot] == op_id)
-                    x = _apply_where(x, selected, op, factors[op_id])
+                    x = _apply_where(x, selected, op, factors[op_id], inplace=True)
             if phase is before and self.hue > 0:
-                x = _apply_where(x, applied, adjust_hue, shift)
+                x = _apply_where(x, applied, adjust_hue, shift, inplace=True)
         return x
 
 
 def tf_adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    """tf.image.adjust_saturation: scale S in HSV space and clip it to [0, 1]."""
-    hsv = rgb_to_hsv(x)
-    saturation = (hsv[:, 1] * factor.view(-1, *([1] * (x.dim() - 2)))).clamp(0.0, 1.0)
-    return hsv_to_rgb(torch.stack([hsv[:, 0], saturation, hsv[:, 2]], dim=1))
+    """tf.image.adjust_saturation: scale S in HSV space and clip it to [0, 1].
+
+    Hue and V are kept, so each channel moves away from V in proportion:
+    ``v - (v - c) · min(f, v / (v - min))``, which is the HSV round trip without the hue.
+    Pixels with V <= 0 have S = 0 and come back grey (V), as in TF.
+    """
+    value, _ = x.max(dim=1, keepdim=True)
+    minimum, _ = x.min(dim=1, keepdim=True)
+    chroma = value - minimum
+    f = factor.view(-1, *([1] * (x.dim() - 1)))
+    limit = value / torch.where(chroma > 0, chroma, torch.ones_like(chroma))  # scale at which S reaches 1
+    scale = torch.where(value > 0, torch.minimum(f, limit), 0.0)
+    return value - (value - x) * scale
 
 
 def tf_adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
@@ -501,16 +610,21 @@ class BraveColorAugment(ClipTransform):
         x = adjust_hue(x, shift)
         return x.clamp(0.0, 1.0)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def draw(self, shape, device, generator=None) -> Params:
+        batch = shape[0]
+        draw = dict(device=device, generator=generator)
+        return {
+            "applied": bernoulli(batch, self.p, **draw),
+            "delta": uniform(batch, -self.brightness, self.brightness, **draw),
+            "saturation": uniform(batch, *self.saturation, **draw),
+            "contrast": uniform(batch, *self.contrast, **draw),
+            "shift": uniform(batch, -self.hue, self.hue, **draw),
+        }
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "BraveColorAugment")
-        batch = x.shape[0]
-        draw = dict(device=x.device, generator=generator)
-        applied = bernoulli(batch, self.p, **draw)
-        delta = uniform(batch, -self.brightness, self.brightness, **draw)
-        saturation = uniform(batch, *self.saturation, **draw)
-        contrast = uniform(batch, *self.contrast, **draw)
-        shift = uniform(batch, -self.hue, self.hue, **draw)
-        return _apply_where(x, applied, self._augment, delta, saturation, contrast, shift)
+        values = [params[key] for key in ("delta", "saturation", "contrast", "shift")]
+        return _apply_where(x, params["applied"], self._augment, *values)
 
 
 class RandomGrayscale(ClipTransform):
@@ -526,10 +640,12 @@ class RandomGrayscale(ClipTransform):
         super().__init__()
         self.p = p
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def draw(self, shape, device, generator=None) -> Params:
+        return {"gray": bernoulli(shape[0], self.p, device=device, generator=generator)}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "RandomGrayscale")
-        gray = bernoulli(x.shape[0], self.p, device=x.device, generator=generator)
-        return _apply_where(x, gray, lambda clip: rgb_to_grayscale(clip).expand_as(clip).contiguous())
+        return _apply_where(x, params["gray"], lambda clip: rgb_to_grayscale(clip).expand_as(clip).contiguous())
 
 
 # --------------------------------------------------------------------------------------
@@ -569,7 +685,7 @@ class GaussianBlur(ClipTransform):
     """Gaussian blur with a per-clip sigma ~ U(``sigma``), applied with probability ``p``.
 
     Separable, ``kernel_size`` taps (odd). ``padding="reflect"`` as torchvision; BraVe pads
-    with zeros (``"zeros"``). Clips that are not blurred get a unit kernel (exact identity).
+    with zeros (``"zeros"``). Clips that are not blurred are returned unchanged.
 
     Example:
         >>> blur = GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=0.5)
@@ -585,17 +701,15 @@ class GaussianBlur(ClipTransform):
             raise ValueError(f"padding must be 'reflect' or 'zeros', got {padding!r}")
         self.kernel_size, self.sigma, self.p, self.padding = kernel_size, tuple(sigma), p, padding
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def draw(self, shape, device, generator=None) -> Params:
+        draw = dict(device=device, generator=generator)
+        applied = bernoulli(shape[0], self.p, **draw)
+        return {"applied": applied, "sigma": uniform(shape[0], *self.sigma, **draw)}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "GaussianBlur")
-        batch = x.shape[0]
-        draw = dict(device=x.device, generator=generator)
-        applied = bernoulli(batch, self.p, **draw)
-        sigma = uniform(batch, *self.sigma, **draw)
-        kernels = gaussian_kernels(sigma, self.kernel_size)
-        identity = torch.zeros_like(kernels)
-        identity[:, self.kernel_size // 2] = 1.0
-        kernels = torch.where(applied[:, None], kernels, identity)
-        return separable_blur(x, kernels, self.padding)
+        kernels = gaussian_kernels(params["sigma"], self.kernel_size)
+        return _apply_where(x, params["applied"], lambda clip, k: separable_blur(clip, k, self.padding), kernels)
 
 
 def _truncated_normal(shape: tuple[int, ...], *, device, generator) -> Tensor:
@@ -641,10 +755,14 @@ class RandConv(ClipTransform):
         weights = weights * std.view(-1, 1, 1, 1, 1) * mask[:, None, None]
         return side, weights
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def draw(self, shape, device, generator=None) -> Params:
+        _, weights = self.sample_kernels(shape[0], shape[1], device, generator)
+        return {"weights": weights}
+
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "RandConv")
         batch, channels, frames, height, width = x.shape
-        _, weights = self.sample_kernels(batch, channels, x.device, generator)
+        weights = params["weights"]
         largest = weights.shape[-1]
         flat = x.reshape(1, batch * channels, frames, height, width)
         kernel = weights.to(x.dtype).reshape(batch * channels, channels, 1, largest, largest)
@@ -664,7 +782,7 @@ class Normalize(ClipTransform):
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", std_t.view(1, -1, 1, 1, 1), persistent=False)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         _check_clip(x, "Normalize")
         return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
 
@@ -735,7 +853,7 @@ class EvalTransform(ClipTransform):
         self.crops = SpatialCrops(crop_size, num_spatial_crops, layout)
         self.normalize = Normalize(mean, std) if mean is not None else None
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def apply(self, x: Tensor, params: Params) -> Tensor:
         if x.dim() == 5:
             x = x.unsqueeze(1)
         if x.dim() != 6:

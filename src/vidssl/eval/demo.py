@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from vidssl.errors import UserError
 from vidssl.eval.linear import LinearProbeConfig
@@ -85,29 +87,81 @@ def _pretrain(settings: DemoSettings, data_root: Path, run_dir: Path, device: st
     return run_dir
 
 
-def _evaluate(encoder, info, manifest, settings: DemoSettings, cache_dir: Path, device: str, seed: int, progress: bool):
-    """Linear / SVM / kNN numbers (and confusion matrices) of one frozen encoder on fold 1."""
-    from vidssl.eval.features import extract_features, get_protocol
+def demo_protocol(settings: DemoSettings, run_dir: Path):
+    """The settings' view protocol with the clip geometry the encoder was pretrained on
+    (frames, stride, canvas, crop from ``run_dir/config.yaml``), so the features see what pretraining saw."""
+    from vidssl.config import load_yaml
+    from vidssl.eval.features import get_protocol
+
+    method = load_yaml(run_dir / "config.yaml").get("method", {})
+    canvas = int(method.get("canvas", 64))
+    return get_protocol(settings.views, num_frames=method.get("num_frames"), stride=method.get("stride"),
+                        canvas=(canvas, canvas), crop_size=method.get("crop_size"))
+
+
+class SideBySide(nn.Module):
+    """Several frozen encoders on the same decoded batch: ``forward(x)`` = their embeddings concatenated.
+
+    The demo decodes every video once for the pretrained and the random encoder (decoding, not the
+    tiny encoders, dominates on a CPU); :func:`_split_features` cuts the features apart again.
+    """
+
+    def __init__(self, encoders: list[nn.Module]):
+        super().__init__()
+        self.encoders = nn.ModuleList(encoders)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([encoder(x) for encoder in self.encoders], dim=1)
+
+
+def _split_features(features, dims: list[int]):
+    """Cut ``N×V×ΣD`` features into one ``N×V×D_i`` array per encoder."""
+    bounds = np.cumsum([0, *dims])
+    return [features[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _protocol_numbers(train_views, train_aug, test, labels, settings: DemoSettings, num_classes: int):
+    """Linear / SVM / kNN top-1, top-5 and confusion matrices for one encoder's features."""
     from vidssl.eval.knn import evaluate_knn
     from vidssl.eval.linear import evaluate_linear
     from vidssl.eval.svm import evaluate_svm
 
-    protocol = get_protocol(settings.views)
-    common = dict(cache_dir=cache_dir, device=device, batch_size=settings.batch_size,
-                  num_workers=settings.num_workers, seed=seed, progress=progress)
-    train_aug = extract_features(encoder, info, manifest, protocol, "train", 1, passes=max(protocol.train_passes, 1), **common)
-    train_views = extract_features(encoder, info, manifest, protocol, "train", 1, **common)
-    test = extract_features(encoder, info, manifest, protocol, "test", 1, **common)
-    num_classes = len(manifest.class_names)
-    linear = evaluate_linear(train_aug.features, train_aug.labels, test.features, test.labels, settings.linear, num_classes)
-    (svm,) = evaluate_svm(train_aug.features, train_aug.labels, test.features, test.labels, C=settings.svm_C,
-                          num_classes=num_classes)
-    knn = evaluate_knn(train_views.features, train_views.labels, test.features, test.labels, k=settings.knn_k,
-                       num_classes=num_classes)
+    (train_labels, aug_labels, test_labels) = labels
+    linear = evaluate_linear(train_aug, aug_labels, test, test_labels, settings.linear, num_classes)
+    (svm,) = evaluate_svm(train_aug, aug_labels, test, test_labels, C=settings.svm_C, num_classes=num_classes)
+    knn = evaluate_knn(train_views, train_labels, test, test_labels, k=settings.knn_k, num_classes=num_classes)
     numbers = {"linear": linear.top1, "svm": svm.top1, "knn": knn.top1}
     top5 = {"linear": linear.top5, "svm": svm.top5, "knn": knn.top5}
     confusions = {"linear": linear.confusion, "svm": svm.confusion, "knn": knn.confusion}
     return numbers, top5, confusions
+
+
+def _evaluate(encoders: dict, manifest, protocol, settings: DemoSettings, cache_dir: Path, device: str, seed: int,
+              progress: bool):
+    """``{name: (encoder, info)}`` -> per-encoder numbers, top-5 and confusions (fold 1), decoding once."""
+    import hashlib
+
+    from vidssl.eval.features import EncoderInfo, extract_features
+
+    names = list(encoders)
+    joint = SideBySide([encoders[n][0] for n in names]).eval()
+    digest = hashlib.sha256("+".join(encoders[n][1].hash for n in names).encode()).hexdigest()[:24]
+    joint_info = EncoderInfo("+".join(encoders[n][1].source for n in names), digest)
+    dims = [int(encoders[n][0].embed_dim) for n in names]
+    common = dict(cache_dir=cache_dir, device=device, batch_size=settings.batch_size,
+                  num_workers=settings.num_workers, seed=seed, progress=progress)
+    train_views = extract_features(joint, joint_info, manifest, protocol, "train", 1, **common)
+    # Linear probe and SVM train on augmented passes when the protocol asks for them, else on the views.
+    train_aug = (extract_features(joint, joint_info, manifest, protocol, "train", 1, passes=protocol.train_passes, **common)
+                 if protocol.train_passes > 0 else train_views)
+    test = extract_features(joint, joint_info, manifest, protocol, "test", 1, **common)
+    labels = (train_views.labels, train_aug.labels, test.labels)
+    split = [_split_features(fs.features, dims) for fs in (train_views, train_aug, test)]
+    results, top5, confusions = {}, {}, {}
+    for i, name in enumerate(names):
+        results[name], top5[name], confusions[name] = _protocol_numbers(
+            split[0][i], split[1][i], split[2][i], labels, settings, len(manifest.class_names))
+    return results, top5, confusions
 
 
 def run_demo(
@@ -120,8 +174,6 @@ def run_demo(
     settings: DemoSettings | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo; return the report dict written to ``out_dir/report.json``."""
-    import torch
-
     from vidssl.data.demo import generate_demo
     from vidssl.eval import report as reporting
     from vidssl.eval.features import load_eval_encoder, open_dataset, pick_device
@@ -150,10 +202,10 @@ def run_demo(
     backbone_name, backbone_kwargs = _architecture(run_dir, pretrained)
     random_encoder, random_info = load_eval_encoder(backbone=backbone_name, backbone_kwargs=backbone_kwargs, seed=seed)
     cache_dir = out_dir / "features"
-    results, top5, confusions = {}, {}, {}
-    for name, encoder, info in (("pretrained", pretrained, pretrained_info), ("random", random_encoder, random_info)):
-        results[name], top5[name], confusions[name] = _evaluate(encoder, info, manifest, settings, cache_dir,
-                                                                str(torch_device), seed, progress)
+    protocol = demo_protocol(settings, run_dir)
+    encoders = {"pretrained": (pretrained, pretrained_info), "random": (random_encoder, random_info)}
+    results, top5, confusions = _evaluate(encoders, manifest, protocol, settings, cache_dir, str(torch_device), seed,
+                                          progress)
     mark = lap("evaluate", mark)
 
     images = []
@@ -161,9 +213,10 @@ def run_demo(
     if metrics_csv is not None and reporting.plot_training_curve(metrics_csv, out_dir / "training_curve.png") is not None:
         images.append("training_curve.png")
     for name, matrices in confusions.items():
-        for protocol, matrix in matrices.items():
-            filename = f"confusion_{name}_{protocol}.png"
-            reporting.plot_confusion(matrix, manifest.class_names, out_dir / filename, title=f"{name} encoder, {protocol}")
+        for protocol_name, matrix in matrices.items():
+            filename = f"confusion_{name}_{protocol_name}.png"
+            reporting.plot_confusion(matrix, manifest.class_names, out_dir / filename,
+                                     title=f"{name} encoder, {protocol_name}")
             images.append(filename)
 
     seconds = time.time() - started
@@ -180,6 +233,8 @@ def run_demo(
                     "fold": 1},
         "encoders": {"pretrained": pretrained_info.as_dict(), "random": random_info.as_dict()},
         "settings": _settings_dict(settings),
+        "views": protocol.describe(),
+        "quick": bool(quick),
         "images": images,
     }
     reporting.write_json(report, out_dir / "report.json")
@@ -232,7 +287,8 @@ def render_demo_markdown(report: dict[str, Any]) -> str:
         a, b = results["pretrained"][protocol], results["random"][protocol]
         lines.append(f"| {protocol} | {100 * a:.1f} % | {100 * b:.1f} % | {100 * (a - b):+.1f} points |")
     verdict = "holds" if report["linear_margin_ok"] else "does NOT hold"
-    lines += ["", f"Linear-probe margin ≥ 10 points: **{verdict}** ({100 * report['margin']['linear']:+.1f} points).",
+    lines += ["", f"Linear-probe margin ≥ 10 points: **{verdict}** ({100 * report['margin']['linear']:+.1f} points)."
+              + (" (`--quick` is a smoke run of every step; it trains too briefly to show a margin.)" if report.get("quick") else ""),
               "", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items())]
     for image in report.get("images", []):
         lines += ["", f"![{Path(image).stem}]({image})"]

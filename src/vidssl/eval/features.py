@@ -85,8 +85,9 @@ PROTOCOLS: dict[str, ViewProtocol] = {
     # FGKVMemPred §2.8: 16 frames stride 4, 112 crops, 10 × 3 (the paper's 3 spatial crops; the
     # seed's code took random crops).
     "fgkvmem": ViewProtocol("fgkvmem", 16, 4, (128, 170), 112, 10, 3, "long_side", "fgkvmem"),
-    # Embedded dataset (64×64 videos, 25 fps), CPU-sized: 2 temporal × 3 spatial views, 2 augmented passes.
-    "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 3, "long_side", "brave", train_passes=2),
+    # Embedded dataset (64×64 square videos, 25 fps), CPU-sized: 2 temporal clips × 1 centre crop (3 crops
+    # of a square frame differ by a few pixels), train features from the same views (no augmented passes).
+    "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 1, "long_side", "brave", train_passes=0),
     # Fastest: 1 centre view (tests, `vidssl demo --quick`).
     "demo_quick": ViewProtocol("demo_quick", 8, 2, (64, 64), 56, 1, 1, "long_side", "brave", train_passes=1),
 }

@@ -238,6 +238,8 @@ def finetune(
     for parameter in model.backbone.parameters():
         parameter.requires_grad_(not cfg.freeze_backbone)
     model.train()
+    if cfg.freeze_backbone:  # a frozen backbone keeps its BN statistics (eval mode throughout)
+        model.backbone.eval()
     from vidssl.data.datasets import collate
 
     train_set = RepeatedDataset([dataset_factory(manifest, protocol, "train", fold, augmented=True, seed=cfg.seed + 1000 * r)

@@ -32,11 +32,12 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 from vidssl.config import _suggest, all_keys, from_dict, parse_override, to_dict
 from vidssl.errors import ConfigError
-from vidssl.optim import OptimConfig, WarmupCosineSchedule, build_optimizer, cosine_momentum, split_decay_groups
+from vidssl.optim import OptimConfig, build_optimizer, cosine_momentum, split_decay_groups, warmup_cosine
 
 # --------------------------------------------------------------------------------------------
 # Typed configuration
@@ -153,6 +154,11 @@ def apply_pretrain_overrides(cfg: PretrainConfig, overrides: list[str]) -> Pretr
         parts = key.split(".")
         for part in parts[:-1]:
             node = node[part]
+        if isinstance(node.get(parts[-1]), dict) and value.strip().startswith("{"):
+            try:  # a mapping value such as method.backbone_kwargs="{width: 8}"
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ConfigError(f"{key}: cannot read {value!r} as a mapping (write it like {{width: 8}})") from None
         node[parts[-1]] = value
     return pretrain_config_from_dict(data)
 
@@ -456,8 +462,8 @@ class SSLMethod(L.LightningModule):
             loss = loss + probe_loss
             self.log("probe/loss", probe_loss.detach(), on_step=True, batch_size=n)
             self.log("probe/acc", acc, on_step=True, prog_bar=True, batch_size=n)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"] if self._trainer else 0.0, on_step=True,
-                 batch_size=n)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=n)
         if self._ema_pairs:
             self.log("train/ema_momentum", self.ema_momentum(), on_step=True, batch_size=n)
         return loss
@@ -471,7 +477,26 @@ class SSLMethod(L.LightningModule):
         acc = ((logits.argmax(dim=1) == labels) & valid).sum() / valid.sum().clamp_min(1)
         return loss, acc.detach()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Set every scheduled group's lr for this step (warmup + cosine as a pure function of the
+        step, so a resumed run has no scheduler state to get out of step)."""
+        step = self.global_step
+        for group in self.trainer.optimizers[0].param_groups:
+            if group.get("scheduled", True):
+                group["lr"] = group["base_lr"] * self._lr_factor(step)
+
+    def _lr_factor(self, step: int) -> float:
+        o = self.cfg.optim
+        if o.lr == 0:
+            return 0.0
+        total = self.total_steps
+        warmup = int(round(total * min(1.0, o.warmup_epochs / max(1, self.cfg.trainer.max_epochs))))
+        return warmup_cosine(step, total, warmup, o.lr, o.warmup_start_lr, o.final_lr) / o.lr
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # EMA right after the optimiser step, inside the step: a checkpoint written at the end
+        # of this batch already holds the updated target (exact resume).
         if self._ema_pairs:
             m = self.ema_momentum()
             for online, target in self._ema_pairs:
@@ -484,11 +509,11 @@ class SSLMethod(L.LightningModule):
             groups.append({"name": "probe", "params": list(self.probe.parameters()), "lr": cfg.method.probe_lr,
                            "weight_decay": 0.0, "lars_exclude": True, "scheduled": False})
         optimizer = build_optimizer(cfg.optim, groups, device_type=self.device.type)
-        total = self.total_steps
-        max_epochs = max(1, cfg.trainer.max_epochs)
-        warmup = int(round(total * min(1.0, cfg.optim.warmup_epochs / max_epochs)))
-        schedule = WarmupCosineSchedule(optimizer, cfg.optim, total_steps=total, warmup_steps=warmup)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+            if group.get("scheduled", True):
+                group["lr"] = group["base_lr"] * self._lr_factor(0)
+        return optimizer
 
     def configure_model(self) -> None:
         """SyncBN when distributed; optional ``torch.compile`` of the encoder."""

@@ -413,16 +413,40 @@ class BraveConfig(MethodConfig):
             raise ConfigError("method.warmup_steps must be >= 0")
 
 
+# view names in the dataset items
+NARROW_VIEW = "narrow"
+BROAD_VIDEO_VIEW = "broad_video"
+BROAD_AUDIO_VIEW = "broad_audio"
+BROAD_FLOW_VIEW = "broad_flow"
+
+
+def brave_plan(m: "BraveConfig"):
+    """Narrow and broad views sharing one start (BraVe's sampler, A2); short videos loop.
+
+    Views: ``narrow`` (``num_frames`` × ``stride``), ``broad_video`` (if a broad video view is
+    asked for; it also carries the audio), ``broad_audio`` (audio only: one token frame at a
+    token 8² canvas, so that the view exists; its extent is the audio's) and ``broad_flow``
+    (turned into flow by :class:`vidssl.data.flow.FlowVideoDataset`).
+    """
+    from vidssl.data.sampling import AlignedViewsPlan, ViewSpec
+
+    audio_seconds = m.audio_seconds if "audio" in m.broad else 0.0
+    broad_canvas = (m.broad_canvas, m.broad_canvas)
+    views = [ViewSpec(NARROW_VIEW, m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))]
+    if "video" in m.broad:
+        views.append(ViewSpec(BROAD_VIDEO_VIEW, m.broad_num_frames, stride=m.broad_stride, canvas=broad_canvas,
+                              audio_seconds=audio_seconds))
+    elif audio_seconds:
+        views.append(ViewSpec(BROAD_AUDIO_VIEW, 1, canvas=(8, 8), audio_seconds=audio_seconds))
+    if "flow" in m.broad:
+        views.append(ViewSpec(BROAD_FLOW_VIEW, m.broad_num_frames, stride=m.broad_stride, canvas=broad_canvas))
+    return AlignedViewsPlan(views)
+
+
 class Brave(SSLMethod):
     """BraVe (see the module docstring). ``self.encoder`` is the narrow video backbone."""
 
     Config = BraveConfig
-
-    # view names in the dataset items
-    NARROW = "narrow"
-    BROAD_VIDEO = "broad_video"
-    BROAD_AUDIO = "broad_audio"
-    BROAD_FLOW = "broad_flow"
 
     def build(self) -> None:
         from vidssl.data.audio import LogMelSpectrogram
@@ -455,23 +479,7 @@ class Brave(SSLMethod):
     # ---- data ------------------------------------------------------------------------------
 
     def make_plan(self):
-        """Narrow and broad views sharing one start (BraVe's sampler, A2); short videos loop."""
-        from vidssl.data.sampling import AlignedViewsPlan, ViewSpec
-
-        m = self.cfg.method
-        audio_seconds = m.audio_seconds if "audio" in m.broad else 0.0
-        broad_canvas = (m.broad_canvas, m.broad_canvas)
-        views = [ViewSpec(self.NARROW, m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))]
-        if "video" in m.broad:
-            # the audio rides on the broad video view when there is one (same start, one slice)
-            views.append(ViewSpec(self.BROAD_VIDEO, m.broad_num_frames, stride=m.broad_stride, canvas=broad_canvas,
-                                  audio_seconds=audio_seconds))
-        elif audio_seconds:
-            # audio only: one token frame (at a token canvas) so the view exists; its extent is the audio's
-            views.append(ViewSpec(self.BROAD_AUDIO, 1, canvas=(8, 8), audio_seconds=audio_seconds))
-        if "flow" in m.broad:
-            views.append(ViewSpec(self.BROAD_FLOW, m.broad_num_frames, stride=m.broad_stride, canvas=broad_canvas))
-        return AlignedViewsPlan(views)
+        return brave_plan(self.cfg.method)
 
     def make_dataset(self, split):
         """Audio decoded at ``audio_rate``; the flow view comes from the per-video flow cache."""
@@ -484,13 +492,13 @@ class Brave(SSLMethod):
         if "flow" not in m.broad:
             return VideoDataset(self._manifest, self.make_plan(), **common)
         cache = FlowCache(self._manifest.root, method=m.flow_method, short_side=m.flow_short_side)
-        return FlowVideoDataset(self._manifest, self.make_plan(), flow_views=[self.BROAD_FLOW], flow_cache=cache,
+        return FlowVideoDataset(self._manifest, self.make_plan(), flow_views=[BROAD_FLOW_VIEW], flow_cache=cache,
                                 max_pixels=m.flow_max_pixels, **common)
 
     # ---- views -----------------------------------------------------------------------------
 
     def _audio_key(self) -> str:
-        return self.BROAD_VIDEO if "video" in self.cfg.method.broad else self.BROAD_AUDIO
+        return BROAD_VIDEO_VIEW if "video" in self.cfg.method.broad else BROAD_AUDIO_VIEW
 
     def augment(self, batch: dict) -> list[Tensor]:
         """uint8 clips / waveforms / flow → ``[narrow B×3×T×224², broad views in method.broad order]``.
@@ -500,14 +508,14 @@ class Brave(SSLMethod):
         flow: ``B×2×64×112²`` (random crop + flip, vectors kept consistent).
         """
         m = self.cfg.method
-        views = [self.narrow_augment(batch["video"][self.NARROW])]
+        views = [self.narrow_augment(batch["video"][NARROW_VIEW])]
         for kind in m.broad:
             if kind == "video":
-                views.append(self.broad_augment(batch["video"][self.BROAD_VIDEO]))
+                views.append(self.broad_augment(batch["video"][BROAD_VIDEO_VIEW]))
             elif kind == "audio":
                 views.append(self.spectrogram(batch["audio"][self._audio_key()].float()))
             else:
-                views.append(augment_flow(batch["flow"][self.BROAD_FLOW].float(), m.broad_crop_size))
+                views.append(augment_flow(batch["flow"][BROAD_FLOW_VIEW].float(), m.broad_crop_size))
         return views
 
     def compute_loss(self, views: list[Tensor], batch: dict) -> dict[str, Tensor]:

@@ -50,6 +50,37 @@ def _atomic_checkpoint_io():
     return AtomicCheckpointIO()
 
 
+def _csv_logger(out: Path, resume_step: int | None, flush_every: int):
+    """Lightning's CSVLogger writing ``out/metrics.csv``. On resume it keeps the earlier rows (those
+    before the checkpoint's step; rows logged after it are trained again) instead of deleting them."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    previous: list[dict[str, str]] = []
+    path = out / "metrics.csv"
+    if resume_step is not None and path.is_file():
+        with open(path, newline="") as f:
+            previous = [r for r in csv.DictReader(f) if r.get("step", "") != "" and int(r["step"]) < resume_step]
+        path.replace(out / "metrics.csv.before-resume")
+
+    class ResumingCSVLogger(CSVLogger):
+        @property
+        def experiment(self):
+            if self._experiment is None:
+                writer = super().experiment
+                if previous:
+                    keys = sorted(set().union(*previous))
+                    writer.metrics_keys = keys
+                    with open(writer.metrics_file_path, "w", newline="") as f:
+                        w = csv.DictWriter(f, fieldnames=keys)
+                        w.writeheader()
+                        w.writerows(previous)
+            return self._experiment
+
+    return ResumingCSVLogger(out, name="", version="", flush_logs_every_n_steps=flush_every)
+
+
 def prepare_data_root(cfg: PretrainConfig, log: Callable[[str], None] = print) -> Path:
     """The data root; the embedded dataset is generated there first when the preset asks for it."""
     root = Path(cfg.data.root).expanduser()
@@ -97,7 +128,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
     """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from vidssl.methods import METHODS
 
@@ -126,7 +157,9 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
                         mode="max" if labelled else "min", save_top_k=1, every_n_train_steps=every,
                         enable_version_counter=False),
     ]
-    loggers = [CSVLogger(out, name="", version=""), TensorBoardLogger(out, name="tensorboard", version="")]
+    resume_step = torch.load(last, weights_only=True, map_location="cpu")["global_step"] if resume else None
+    loggers = [_csv_logger(out, resume_step, flush_every=10 * cfg.trainer.log_every),
+               TensorBoardLogger(out, name="tensorboard", version="")]
     trainer = L.Trainer(**_trainer_kwargs(cfg), logger=loggers, callbacks=checkpoints + list(callbacks or []),
                         plugins=[_atomic_checkpoint_io()], default_root_dir=out)
     trainer.fit(method, ckpt_path=str(last) if resume else None)

@@ -1,0 +1,170 @@
+"""Clips/s of the vidssl DataLoader vs a plain-PyTorch loader, in the same process.
+
+Both loaders read the same videos with the same DataLoader settings (workers, batch size,
+item order) and deliver the same thing per item: two 16-frame clips (stride 2) at a 112×112
+canvas, uint8. They differ in how they get there:
+
+* **vidssl**: ``VideoDataset`` + a 2-view plan: one decode of the span that covers both
+  clips (seek to the keyframe before it, one decoder thread per worker), only the kept
+  frames converted to RGB, resized by swscale at decode time.
+* **vidssl decoder, per clip** (for reference): the same decoder, but one decode per clip,
+  which isolates what decoding the covering span once is worth.
+* **baseline**: what a plain PyTorch dataset usually does: every view opens and decodes the
+  file separately from the start with PyAV's default threading, converts every decoded
+  frame to a full-size RGB array, then resizes the kept frames with
+  ``torch.nn.functional.interpolate`` and centre-crops.
+
+Run (generates the embedded dataset on first use, ~1 min on 2 cores)::
+
+    python benchmarks/bench_dataloader.py                       # default demo, 2 workers
+    python benchmarks/bench_dataloader.py --data data/demo --workers 8 --items 512
+
+Prints clips/s of each loader and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from vidssl.data.datasets import VideoDataset, collate
+from vidssl.data.index import build_manifest
+from vidssl.data.sampling import AlignedViewsPlan, MultiClipPlan, ViewSpec
+
+
+def make_plan(kind: str, frames: int, stride: int, canvas: int):
+    """Two views of ``frames`` frames: two independent random clips (rho2) or two aligned views."""
+    if kind == "rho2":
+        return MultiClipPlan(ViewSpec("clip", frames, stride=stride, canvas=(canvas, canvas)), rho=2)
+    return AlignedViewsPlan([ViewSpec("view1", frames, stride=stride, canvas=(canvas, canvas)),
+                             ViewSpec("view2", frames, stride=1, canvas=(canvas, canvas))])
+
+
+class NaiveTwoClipDataset(Dataset):
+    """Plain-PyTorch baseline: each clip decoded separately from the file start, full-size RGB, torch resize."""
+
+    def __init__(self, vidssl_dataset: VideoDataset):
+        self.source = vidssl_dataset
+
+    def __len__(self):
+        return len(self.source)
+
+    def _clip(self, path: str, indices: np.ndarray, canvas: tuple[int, int]) -> torch.Tensor:
+        import av
+
+        wanted = set(int(i) for i in indices)
+        last = int(indices.max())
+        frames = {}
+        with av.open(path) as container:
+            for k, frame in enumerate(container.decode(video=0)):
+                rgb = frame.to_ndarray(format="rgb24")  # every frame, full size
+                if k in wanted:
+                    frames[k] = rgb
+                if k >= last:
+                    break
+        keep = [frames.get(int(i), frames[max(frames)]) for i in indices]
+        x = torch.from_numpy(np.stack(keep)).permute(0, 3, 1, 2).float()
+        h, w = x.shape[-2:]
+        scale = max(canvas[0] / h, canvas[1] / w)
+        x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True)
+        top, left = (x.shape[-2] - canvas[0]) // 2, (x.shape[-1] - canvas[1]) // 2
+        x = x[..., top : top + canvas[0], left : left + canvas[1]]
+        return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+    def __getitem__(self, index):
+        ds = self.source
+        record = ds.records[index]
+        rng = np.random.default_rng((ds.seed, ds.epoch, index, 0))  # same draws as the vidssl loader
+        selection = ds.plan.sample(record.info.num_frames, record.info.fps, rng)
+        path = ds.manifest.resolve(record)
+        video = {}
+        for name, view in selection.views.items():
+            absolute = (view.frame_indices + selection.start_frame) % record.info.num_frames
+            clips = [self._clip(path, row, view.spec.canvas) for row in np.atleast_2d(absolute)]
+            video[name] = torch.stack(clips) if view.frame_indices.ndim == 2 else clips[0]
+        return {"video": video, "label": torch.tensor(record.label)}
+
+
+class PerViewDataset(NaiveTwoClipDataset):
+    """vidssl's decoder (seek, one thread, swscale resize) but one decode per clip: isolates decode-once."""
+
+    def _clip(self, path, indices, canvas):
+        from vidssl.data.datasets import fit_canvas
+
+        ds, fps = self.source, self._fps
+        first, last = int(indices.min()), int(indices.max())
+        clip = ds.decoder.decode(path, first / fps, (last + 1) / fps, short_side=min(canvas),
+                                 frame_indices=np.asarray(indices) - first)
+        return fit_canvas(clip.frames, canvas)
+
+    def __getitem__(self, index):
+        self._fps = self.source.records[index].info.fps
+        return super().__getitem__(index)
+
+
+def measure(dataset, workers: int, batch: int, items: int, clips_per_item: int) -> tuple[float, int]:
+    """Clips/s over ``items`` items (after one warm-up batch per worker)."""
+    indices = list(range(len(dataset))) * (1 + (items + workers * batch) // max(len(dataset), 1))
+    subset = torch.utils.data.Subset(dataset, indices[: items + workers * batch])
+    loader = DataLoader(subset, batch_size=batch, num_workers=workers, collate_fn=collate,
+                        persistent_workers=False, prefetch_factor=2 if workers else None)
+    it = iter(loader)
+    for _ in range(workers or 1):  # warm-up: worker start and first decode
+        next(it)
+    start, count = time.perf_counter(), 0
+    for b in it:
+        count += len(b["label"])
+    elapsed = time.perf_counter() - start
+    return count * clips_per_item / elapsed, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="dataset root (default: generate the embedded demo)")
+    parser.add_argument("--size", default="default", help="demo size when generating (default: default)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--items", type=int, default=256, help="items timed per loader (2 clips each)")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--stride", type=int, default=2)
+    parser.add_argument("--canvas", type=int, default=112)
+    parser.add_argument("--plan", choices=["rho2", "aligned"], default="rho2")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    root = args.data
+    if root is None:
+        from vidssl.data.demo import generate_demo
+
+        root = Path(tempfile.gettempdir()) / f"vidssl_bench_demo_{args.size}"
+        t0 = time.perf_counter()
+        generate_demo(root, size=args.size, seed=0)
+        print(f"demo dataset: {root} ({time.perf_counter() - t0:.1f} s)")
+    manifest = build_manifest(root)
+    info = manifest.records[0].info
+    print(f"videos: {len(manifest)}  ({info.width}x{info.height}, {info.fps:g} fps, {info.video_codec}, "
+          f"keyframe every {info.keyframe_interval:.0f} frames)  cpus: {os.cpu_count()}")
+    plan = make_plan(args.plan, args.frames, args.stride, args.canvas)
+    dataset = VideoDataset(manifest, plan, split="train", fold=1, seed=0)
+    print(f"plan: {args.plan}, 2 clips of {args.frames}x{args.canvas}x{args.canvas} (stride {args.stride}), "
+          f"workers {args.workers}, batch {args.batch}, {args.items} items per loader")
+    ours, n = measure(dataset, args.workers, args.batch, args.items, clips_per_item=2)
+    print(f"vidssl VideoDataset        {ours:8.1f} clips/s  ({n} items)")
+    naive, n = measure(NaiveTwoClipDataset(dataset), args.workers, args.batch, args.items, clips_per_item=2)
+    print(f"plain PyTorch baseline     {naive:8.1f} clips/s  ({n} items)")
+    per_view, n = measure(PerViewDataset(dataset), args.workers, args.batch, args.items, clips_per_item=2)
+    print(f"vidssl decoder, per clip   {per_view:8.1f} clips/s  ({n} items; no decode-once)")
+    print(f"ratio vidssl / baseline    {ours / naive:8.2f}x")
+    print(f"ratio decode-once / per-clip decode {ours / per_view:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

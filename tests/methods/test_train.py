@@ -1,0 +1,98 @@
+"""End-to-end pretraining on the embedded dataset (CPU): smoke runs, the run directory, exact resume."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from vidssl.errors import ConfigError
+from vidssl.methods.train import load_pretrain_config, pretrain
+
+SMALL = ["method.backbone_kwargs={width: 4}", "method.num_frames=4", "method.stride=2", "method.canvas=32",
+         "method.crop_size=24", "method.proj_hidden_dim=32", "method.proj_dim=16", "data.batch_size=4",
+         "data.num_workers=0", "trainer.checkpoint_every=1", "trainer.log_every=1", "trainer.progress_bar=false"]
+HEADS = {"byol": ["method.pred_hidden_dim=32"],
+         "fgkvmem": ["method.num_slots=16", "method.num_concepts=16", "method.recon_hidden_dim=16"]}
+PRESETS = {"byol": "byol_rho2_r3d18_demo_tiny", "fgkvmem": "fgkvmem_full_r3d18_demo_tiny"}
+
+
+def small_config(name, demo_root, steps):
+    return load_pretrain_config(PRESETS[name], SMALL + HEADS[name] + [f"data.root={demo_root}", f"max_steps={steps}"])
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", ["byol", "fgkvmem"])
+def test_smoke_train_writes_run_directory(name, demo_root, tmp_path):
+    out = pretrain(small_config(name, demo_root, 3), tmp_path / name, log=lambda _: None)
+    assert {"config.yaml", "metrics.csv", "encoder.safetensors", "checkpoints"} <= {p.name for p in out.iterdir()}
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "best.ckpt").is_file()
+    rows = [r for r in _rows(out / "metrics.csv") if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [0, 1, 2]
+    assert all(r["probe/acc"] != "" and 0.0 <= float(r["probe/acc"]) <= 1.0 for r in rows)
+    assert all(torch.isfinite(torch.tensor(float(r["train/loss"]))) for r in rows)
+    # the checkpoint loads without pickled code and names the encoder
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["encoder"]["name"] == "r3d18_fgkv_tiny"
+    assert any(k.startswith("encoder.") for k in ckpt["state_dict"])
+    from vidssl.models import load_encoder
+
+    encoder = load_encoder(out)
+    assert torch.equal(encoder.state_dict()["stem.conv.weight"], ckpt["state_dict"]["encoder.stem.conv.weight"])
+
+
+class Killed(Exception):
+    pass
+
+
+class _Kill(Callback):
+    """Simulates a killed process: raises once ``step`` optimiser steps are done and checkpointed
+    (at the start of the next batch: Lightning runs checkpoint callbacks last in a hook)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            raise Killed
+
+
+def test_killed_run_resumes_to_the_same_parameters(demo_root, tmp_path):
+    steps, kill_at = 6, 3
+    cfg = small_config("fgkvmem", demo_root, steps)
+    whole = pretrain(cfg, tmp_path / "whole", log=lambda _: None)
+    with pytest.raises(Killed):
+        pretrain(cfg, tmp_path / "killed", callbacks=[_Kill(kill_at)], log=lambda _: None)
+    killed = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert killed["global_step"] == kill_at
+    with pytest.raises(ConfigError, match="already holds a run"):
+        pretrain(cfg, tmp_path / "killed", log=lambda _: None)
+    pretrain(cfg, tmp_path / "killed", resume=True, log=lambda _: None)
+
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    b = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert a["global_step"] == b["global_step"] == steps
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
+    losses = {r["step"]: r["train/loss"] for r in _rows(whole / "metrics.csv") if r.get("train/loss")}
+    resumed = {r["step"]: r["train/loss"] for r in _rows(tmp_path / "killed" / "metrics.csv") if r.get("train/loss")}
+    assert sorted(map(int, resumed)) == list(range(steps))  # rows before the kill kept, none twice
+    for step, value in resumed.items():
+        assert float(value) == pytest.approx(float(losses[step]), abs=1e-5)
+
+
+def test_resume_without_checkpoint_is_an_error(demo_root, tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        pretrain(small_config("byol", demo_root, 1), tmp_path / "none", resume=True, log=lambda _: None)
+
+
+def test_missing_data_root_is_an_error(tmp_path):
+    cfg = load_pretrain_config("byol_rho2_r3d18_ucf101", [f"data.root={tmp_path / 'nowhere'}"])
+    with pytest.raises(Exception, match="does not exist"):
+        pretrain(cfg, tmp_path / "run", log=lambda _: None)
