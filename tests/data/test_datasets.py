@@ -189,3 +189,18 @@ def test_demo_dataset_through_a_two_worker_loader(demo_manifest):
     batch = next(iter(DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True, collate_fn=collate)))
     assert batch["video"]["narrow"].shape == (4, 8, 32, 32, 3) and batch["audio"]["broad"].shape == (4, 16000)
     assert batch["has_audio"].all() and batch["label"].max() < demo_manifest.num_classes
+
+
+def test_far_apart_clips_are_decoded_as_separate_runs(dataset_root):
+    manifest = build_manifest(dataset_root)
+    plan = UniformClipsPlan(ViewSpec("clip", 5, stride=2, canvas=None), num_clips=2)  # starts 0 and 91
+    dataset = VideoDataset(manifest, plan)
+    index = next(i for i, r in enumerate(dataset.records) if r.path.endswith("long_1.mp4"))  # 100 frames
+    calls = []
+    decode = dataset.decoder.decode
+    dataset.decoder.decode = lambda *a, **k: calls.append(a[1:3]) or decode(*a, **k)
+    item = dataset[index]
+    assert len(calls) == 2  # the 80-frame gap is skipped by seeking, not decoded
+    clips = item["video"]["clip"]
+    for clip, start in zip(clips, (0, 91)):
+        assert np.abs(levels(clip) - [frame_level(start + 2 * k) for k in range(5)]).max() <= 8

@@ -87,11 +87,11 @@ def test_held_out_groups_follow_ucf101():
 
 
 def test_frames_and_audio_are_deterministic_under_a_seed():
-    task = demo._ClipTask("unused", 4, 2, 1, 0, TINY)
+    task = demo.DemoClip("unused", 4, 2, 1, 0, TINY)
     frames_a, audio_a, info_a = demo.render_clip(task)
     frames_b, audio_b, info_b = demo.render_clip(task)
     assert np.array_equal(frames_a, frames_b) and np.array_equal(audio_a, audio_b) and info_a == info_b
-    other = demo.render_clip(demo._ClipTask("unused", 4, 2, 1, 1, TINY))[0]
+    other = demo.render_clip(demo.DemoClip("unused", 4, 2, 1, 1, TINY))[0]
     assert not np.array_equal(frames_a, other)
     assert frames_a.shape == (50, 64, 64, 3) and frames_a.dtype == np.uint8
     assert audio_a.dtype == np.float32 and np.abs(audio_a).max() <= 1.0
@@ -106,7 +106,7 @@ def test_encoding_the_same_clip_twice_gives_the_same_video(tmp_path):
     """The rendered frames are bit-identical (above); x264 itself is not always byte-identical
     from run to run here (now and then the first encode in a process differs slightly), so the
     encoded files are compared by their decoded pictures and audio."""
-    frames, audio, _ = demo.render_clip(demo._ClipTask("unused", 8, 1, 1, 0, TINY))
+    frames, audio, _ = demo.render_clip(demo.DemoClip("unused", 8, 1, 1, 0, TINY))
     demo.write_mp4(tmp_path / "a.mp4", frames, audio, TINY.audio_rate)
     demo.write_mp4(tmp_path / "b.mp4", frames, audio, TINY.audio_rate)
     first, second = decoded_frames(tmp_path / "a.mp4"), decoded_frames(tmp_path / "b.mp4")
@@ -119,7 +119,7 @@ def test_encoding_the_same_clip_twice_gives_the_same_video(tmp_path):
 
 def test_group_background_is_shared_by_all_classes():
     """The setting belongs to the group, so it says nothing about the class."""
-    first = [demo.render_clip(demo._ClipTask("unused", c, 3, 1, 0, TINY))[0] for c in (0, 5, 9)]
+    first = [demo.render_clip(demo.DemoClip("unused", c, 3, 1, 0, TINY))[0] for c in (0, 5, 9)]
     corners = [f[:, :3, :3].astype(int) for f in first]  # digits rarely reach the corner in all frames
     medians = [np.median(c.reshape(-1, 3), axis=0) for c in corners]
     assert np.abs(medians[0] - medians[1]).max() <= 8 and np.abs(medians[0] - medians[2]).max() <= 8

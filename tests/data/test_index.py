@@ -90,6 +90,9 @@ def test_csv_malformed_line(tmp_path, place):
     with pytest.raises(DataError, match=r"train.csv line 2: expected 'PATH LABEL'") as excinfo:
         build_manifest(tmp_path, probe=False)
     one_line_error(excinfo)
+    (tmp_path / "train.csv").write_text("\n")
+    with pytest.raises(DataError, match="list no videos"):
+        build_manifest(tmp_path, probe=False)
 
 
 def test_ucf101_official_lists(tmp_path, place):

@@ -329,3 +329,14 @@ def test_cpu_chunks_give_the_same_result_as_the_whole_batch(pipeline):
     chunked.cpu_chunk, whole.cpu_chunk = 3, None
     torch.testing.assert_close(chunked(clips, generator=gen(1)), whole(clips, generator=gen(1)), rtol=0, atol=1e-6)
     assert chunked.output_shape(clips.shape) == (7, 3, 3, 16, 16)
+
+
+@pytest.mark.parametrize("pipeline", [T.byol_video_augment, T.brave_broad_augment])
+def test_accelerator_path_matches_cpu_path(pipeline, monkeypatch):
+    """On a GPU the selected rows are blended with torch.where instead of gathered (no host
+    sync); both strategies must give the same clips."""
+    clips = torch.randint(0, 256, (6, 2, 20, 24, 3), dtype=torch.uint8, generator=gen(0))
+    gathered = pipeline(16)(clips, generator=gen(1))
+    monkeypatch.setattr(T, "_gathers_rows", lambda device: False)
+    blended = pipeline(16)(clips, generator=gen(1))
+    torch.testing.assert_close(blended, gathered, rtol=0, atol=1e-5)

@@ -37,12 +37,15 @@ def test_finetune_config_overrides_and_errors():
 
 
 class ToyBackbone(nn.Module):
+    """1×1×1 conv (+ BatchNorm when ``bn``) + global mean: ``B×3×T×H×W`` -> ``B×4``."""
+
     embed_dim = 4
 
-    def __init__(self):
+    def __init__(self, bn: bool = False):
         super().__init__()
+        torch.manual_seed(0)  # a fixed init: the tests assert on training outcomes
         self.conv = nn.Conv3d(3, 4, 1)
-        self.bn = nn.BatchNorm3d(4)
+        self.bn = nn.BatchNorm3d(4) if bn else nn.Identity()
 
     def forward(self, x):
         return self.bn(self.conv(x)).mean(dim=(2, 3, 4))
@@ -82,17 +85,18 @@ def small(preset, **changes):
 def test_finetune_learns_and_updates_backbone(tmp_path):
     backbone = ToyBackbone()
     before = backbone.conv.weight.detach().clone()
-    cfg = small("tiny", epochs=6, head_lr=0.5, backbone_lr=0.05, decay_epochs=(), eval_every_epoch_from=4)
+    cfg = small("tiny", epochs=6, head_lr=0.2, backbone_lr=0.02, decay_epochs=(), eval_every_epoch_from=4)
     result = finetune(backbone, FakeManifest(), 1, cfg, out_dir=tmp_path, device="cpu", progress=False,
                       dataset_factory=factory)
     assert result.top1 == 1.0
     assert not torch.equal(before, backbone.conv.weight)
     assert list(result.top1_per_epoch) == [4, 5] and result.top1_best_epoch_on_test == 1.0
+    assert result.numbers() == {"top1": 1.0, "top5": 1.0, "top1_best_epoch_on_test": 1.0}
     assert result.confusion.trace() == 12
 
 
 def test_frozen_backbone_variant_keeps_weights_and_bn_stats(tmp_path):
-    backbone = ToyBackbone()
+    backbone = ToyBackbone(bn=True)
     backbone.conv.weight.requires_grad_(False)  # as load_eval_encoder hands it over
     state = {k: v.clone() for k, v in backbone.state_dict().items()}
     cfg = small("fgkvmem_linear", head_lr=0.5)

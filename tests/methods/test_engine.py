@@ -40,7 +40,7 @@ def fake_batch(batch: int = 4, rho: int = 2, classes: int = 3) -> dict:
 def test_every_preset_loads():
     names = preset_names()
     assert {"fgkvmem_full_r3d18_ucf101", "byol_rho2_r3d18_ucf101", "fgkvmem_kvmem_r3d18_demo_tiny"} <= set(names)
-    for name in names:
+    for name in [n for n in names if n.startswith(("byol_", "fgkvmem_"))]:
         cfg = load_pretrain_config(name)
         assert type(cfg.method) is METHODS[cfg.method.name].Config
         assert name.startswith(cfg.method.name + "_")

@@ -4,7 +4,7 @@ Item layout (see ``docs/interfaces.md``)::
 
     {"video": {view: uint8 T×H×W×C  (K×T×H×W×C for multi-clip plans)},
      "audio": {view: float32 N      (K×N)},      # only views with audio_seconds > 0
-     "has_audio": bool,                          # False: the file has no audio, audio is zeros
+     "has_audio": bool tensor,                   # False: the file has no audio (audio views are zeros)
      "label": int64, "index": int64,             # index of the record actually used
      "skipped": tuple of paths skipped to produce this item}
 
@@ -190,21 +190,32 @@ class VideoDataset(Dataset):
 
     def _slice(self, path: str, info, selection: SpanSelection) -> dict:
         fps = info.fps
-        start, end = selection.start_frame / fps, selection.end_frame / fps
         wanted = np.unique(np.concatenate([v.frame_indices.reshape(-1) for v in selection.views.values()]))
-        need_audio = info.has_audio and any(v.spec.audio_seconds > 0 for v in selection.views.values())
-        clip = self.decoder.decode(
-            path, start, end, short_side=self._decode_short_side(info, selection),
-            audio_rate=self.audio_rate if need_audio else None, frame_indices=wanted,
-        )
-        has_audio = clip.audio is not None
+        short_side = self._decode_short_side(info, selection)
+        # Decode once per run of nearby frames: usually one run, the whole covering span. Clips far
+        # apart (e.g. rho clips at both ends of a long video) are decoded separately, because
+        # seeking costs about one keyframe interval while decoding the gap costs the whole gap.
+        max_gap = (info.keyframe_interval or fps) + 8
+        runs = np.split(wanted, np.flatnonzero(np.diff(wanted) > max_gap) + 1)
+        pieces = []
+        for run in runs:
+            first, last = selection.start_frame + int(run[0]), selection.start_frame + int(run[-1])
+            clip = self.decoder.decode(path, first / fps, (last + 1) / fps, short_side=short_side,
+                                       frame_indices=run - run[0])
+            pieces.append(clip.frames)
+        frames = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        span_audio = None
+        need_audio = any(v.spec.audio_seconds > 0 for v in selection.views.values())
+        if info.has_audio and need_audio:
+            span_audio, _ = self.decoder.decode_audio(path, selection.start_frame / fps, selection.end_frame / fps,
+                                                      self.audio_rate)
         video, audio = {}, {}
         for name, view in selection.views.items():
             positions = torch.from_numpy(np.searchsorted(wanted, view.frame_indices))
-            frames = clip.frames[positions]  # T×H×W×C or K×T×H×W×C
-            video[name] = fit_canvas(frames, view.spec.canvas)
+            video[name] = fit_canvas(frames[positions], view.spec.canvas)  # T×H×W×C or K×T×H×W×C
             if view.spec.audio_seconds > 0:
-                audio[name] = self._audio(clip.audio, view, selection, info)
+                audio[name] = self._audio(span_audio, view, selection, info)
+        has_audio = span_audio is not None if need_audio else bool(info.has_audio)
         return {"video": video, "audio": audio, "has_audio": torch.tensor(has_audio)}
 
     def _audio(self, span_audio, view, selection: SpanSelection, info) -> torch.Tensor:

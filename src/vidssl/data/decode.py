@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
@@ -116,7 +116,10 @@ class Decoder(Protocol):
         stride: int | None = None,
         short_side: int | None = None,
         audio_rate: int | None = None,
+        frame_indices: np.ndarray | None = None,
     ) -> Clip: ...
+
+    def decode_audio(self, path: str | os.PathLike, start: float, end: float, rate: int) -> tuple[torch.Tensor | None, bool]: ...
 
 
 def resized_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -229,13 +232,20 @@ class PyAVDecoder:
             vstream.thread_type = self.thread_type
             vstream.codec_context.thread_count = self.thread_count
             src_fps = float(vstream.average_rate or vstream.guessed_rate or 25.0)
-            frames, times, truncated = self._decode_video(container, vstream, start, end, src_fps, path)
-            if not frames and truncated:
+            if frame_indices is not None:
+                wanted = set(np.asarray(frame_indices, dtype=np.int64).tolist())
+                want = wanted.__contains__
+            elif stride is not None:
+                want = lambda position: position % stride == 0  # noqa: E731
+            else:
+                want = None  # fps resampling needs every timestamp first: keep all frames of the span
+            frames, times, truncated = self._decode_video(container, vstream, start, end, src_fps, path, want)
+            if not times and truncated:
                 raise VideoDecodeError(path, "stream error before any frame of the span could be decoded")
             if frame_indices is not None:
-                keep = np.minimum(np.asarray(frame_indices, dtype=np.int64), max(len(frames) - 1, 0))
-                if not frames:
+                if not times:
                     raise VideoDecodeError(path, f"no frames in [{start:.3f}, {end:.3f}) s")
+                keep = np.minimum(np.asarray(frame_indices, dtype=np.int64), len(times) - 1)
             else:
                 keep = _select_times(np.asarray(times, dtype=np.float64), start, end, src_fps, fps, stride)
             tensor = self._to_tensor([frames[i] for i in keep], short_side, vstream)
@@ -251,18 +261,23 @@ class PyAVDecoder:
         finally:
             container.close()
         if audio_rate is not None and clip.has_audio:
-            clip.audio, clip.audio_padded = self._decode_audio(path, start, end, audio_rate)
+            clip.audio, clip.audio_padded = self.decode_audio(path, start, end, audio_rate)
             clip.audio_rate = audio_rate
         return clip
 
-    def _decode_video(self, container, stream, start, end, src_fps, path):
-        """Decode video frames of the span; returns (frames, times, truncated)."""
+    def _decode_video(self, container, stream, start, end, src_fps, path, want=None):
+        """Decode the video frames of the span.
+
+        Returns ``(frames, times, truncated)``: ``times`` of every frame in the span, ``frames``
+        a dict position -> decoded frame holding only the positions ``want(position)`` accepts
+        (all when ``want`` is None) plus the last frame, so long spans do not pile up in memory.
+        """
         import av
 
         time_base = float(stream.time_base) if stream.time_base else 1.0 / src_fps
         origin = stream.start_time if stream.start_time is not None else 0
         half = 0.5 / src_fps
-        frames: list = []
+        frames: dict = {}
         times: list[float] = []
         truncated = False
         for attempt in range(2):
@@ -276,7 +291,7 @@ class PyAVDecoder:
                     container.seek(0)
             elif attempt == 1:
                 container.seek(0)
-            previous = None
+            previous, last = None, None
             try:
                 for frame in container.decode(stream):
                     if frame.pts is not None:
@@ -287,16 +302,22 @@ class PyAVDecoder:
                     if t >= end - half:
                         break
                     if t >= start - half:
-                        frames.append(frame)
+                        position = len(times)
                         times.append(t)
+                        last = (position, frame)
+                        if want is None or want(position):
+                            frames[position] = frame
             except av.error.EOFError:
                 pass
             except (av.error.FFmpegError, ValueError) as exc:  # e.g. InvalidDataError mid-stream
                 truncated = True
-                if not frames:
+                if not times:
                     raise VideoDecodeError(path, f"stream error: {exc}") from exc
+            if last is not None:
+                frames[last[0]] = last[1]
             # A broken index can land the seek after ``start``; decode from the beginning once.
-            if attempt == 0 and start > half and (not times or times[0] > start + half) and previous is not None and previous > start + half:
+            overshot = previous is not None and previous > start + half and (not times or times[0] > start + half)
+            if attempt == 0 and start > half and overshot:
                 continue
             break
         return frames, times, truncated
@@ -312,16 +333,19 @@ class PyAVDecoder:
             out[i] = self._rgb(frame, w, h)
         return torch.from_numpy(out)
 
-    def _decode_audio(self, path: str, start: float, end: float, rate: int) -> tuple[torch.Tensor, bool]:
-        """Mono float32 audio of ``[start, end)`` at ``rate``; zero-padded where the track has nothing."""
+    def decode_audio(self, path: str, start: float, end: float, rate: int) -> tuple[torch.Tensor | None, bool]:
+        """Mono float32 ``N`` audio of ``[start, end)`` at ``rate``, zero-padded where the track has
+        nothing (second value True then); ``(None, False)`` when the file has no audio stream."""
         import av
 
         num = max(0, int(round((end - start) * rate)))
         out = np.zeros(num, dtype=np.float32)
-        container = self._open(path)
+        container = self._open(str(path))
         chunks: list[np.ndarray] = []
         first_time = None
         try:
+            if not container.streams.audio:
+                return None, False
             stream = container.streams.audio[0]
             time_base = float(stream.time_base)
             origin = stream.start_time if stream.start_time is not None else 0
@@ -394,8 +418,10 @@ class TorchCodecDecoder:
         self.num_threads = num_threads
         self.seek_mode = seek_mode
 
-    def decode(self, path, start, end, *, fps=None, stride=None, short_side=None, audio_rate=None) -> Clip:
-        from torchcodec.decoders import AudioDecoder, VideoDecoder
+    def decode(self, path, start, end, *, fps=None, stride=None, short_side=None, audio_rate=None,
+               frame_indices=None) -> Clip:
+        """Same contract as :meth:`PyAVDecoder.decode` (resizing is done with torch here)."""
+        from torchcodec.decoders import VideoDecoder
 
         path = str(path)
         if end <= start:
@@ -408,7 +434,12 @@ class TorchCodecDecoder:
         except Exception as exc:  # torchcodec raises RuntimeError/ValueError for unreadable files
             raise VideoDecodeError(path, f"torchcodec: {exc}") from exc
         times = batch.pts_seconds.double().numpy()
-        keep = _select_times(times, start, end, src_fps, fps, stride)
+        if frame_indices is not None:
+            if not len(times):
+                raise VideoDecodeError(path, f"no frames in [{start:.3f}, {end:.3f}) s")
+            keep = np.minimum(np.asarray(frame_indices, dtype=np.int64), len(times) - 1)
+        else:
+            keep = _select_times(times, start, end, src_fps, fps, stride)
         frames = batch.data[torch.from_numpy(keep)] if len(times) else batch.data
         if short_side is not None and len(frames):
             h, w = resized_size(frames.shape[1], frames.shape[2], short_side)
@@ -418,20 +449,31 @@ class TorchCodecDecoder:
         clip = Clip(frames=frames, frame_times=times[keep] if len(times) else times, start=start, end=end,
                     fps=float(fps) if fps else src_fps / (stride or 1))
         if audio_rate is not None:
-            num = int(round((end - start) * audio_rate))
-            try:
-                audio = AudioDecoder(path, sample_rate=audio_rate, num_channels=1)
-                samples = audio.get_samples_played_in_range(start, end)
-                data = samples.data.mean(0).float()
-                offset = int(round((start - float(samples.pts_seconds)) * audio_rate))
-                data = data[max(offset, 0):]
-                out = torch.zeros(num)
-                out[: min(num, data.numel())] = data[:num]
-                clip.audio, clip.audio_rate, clip.has_audio = out, audio_rate, True
-                clip.audio_padded = data.numel() < num
-            except Exception:  # no audio stream
-                clip.has_audio = False
+            clip.audio, clip.audio_padded = self.decode_audio(path, start, end, audio_rate)
+            clip.has_audio = clip.audio is not None
+            clip.audio_rate = audio_rate if clip.has_audio else None
         return clip
+
+    def decode_audio(self, path, start: float, end: float, rate: int) -> tuple[torch.Tensor | None, bool]:
+        """Mono float32 ``N`` audio of ``[start, end)`` (zero-padded); None when the file has no audio."""
+        from torchcodec.decoders import AudioDecoder
+
+        num = int(round((end - start) * rate))
+        try:
+            decoder = AudioDecoder(str(path), sample_rate=rate, num_channels=1)
+        except Exception:  # no audio stream
+            return None, False
+        out = torch.zeros(num)
+        try:
+            samples = decoder.get_samples_played_in_range(start, end)
+        except Exception:  # span outside the (short) audio track
+            return out, num > 0
+        data = samples.data.mean(0).float()
+        offset = int(round((start - float(samples.pts_seconds)) * rate))
+        data = data[max(offset, 0):]
+        count = min(num, data.numel())
+        out[:count] = data[:count]
+        return out, count < num
 
 
 # Plain dict of backends: name -> class.

@@ -223,6 +223,8 @@ def _video_lookup(root: Path) -> dict[str, Path]:
 
 def _locate(listed: list[str], root: Path, candidates: list[Path], source: Path) -> tuple[Path, list[str]]:
     """Pick the video folder (among ``candidates``) where most listed relative paths exist."""
+    if not listed:
+        raise DataError(f"{source.name} (and the other split files next to it) list no videos; fill them in or pick another --format")
     best, best_hits = None, -1
     sample = listed[:200]
     for folder in candidates:
@@ -291,7 +293,6 @@ def read_csv_lists(root: Path):
         raise DataError(f"no train.csv / val.csv / test.csv in {root}; the csv format needs 'path label' lists there")
     entries: dict[str, dict] = {}
     folder_of_label: dict[int, set] = {}
-    listed = []
     for split, source in sorted(files.items()):
         for lineno, line in _read_lines(source):
             rel, label = _parse_path_label(line, source, lineno)
@@ -300,7 +301,8 @@ def read_csv_lists(root: Path):
             entry = entries.setdefault(rel, {"label": label, "splits": {}})
             entry["splits"][1] = split
             folder_of_label.setdefault(label, set()).add(Path(rel).parent.name)
-            listed.append(rel)
+    if not entries:
+        raise DataError(f"{', '.join(p.name for p in files.values())} in {root} list no videos; add 'path label' lines")
     lookup_missing = [rel for rel in entries if not (root / rel).is_file()]
     if len(lookup_missing) == len(entries):
         raise DataError(f"none of the videos listed in {', '.join(p.name for p in files.values())} exist under {root} "
@@ -360,7 +362,7 @@ def read_ucf101(root: Path):
                 entry = entries.setdefault(rel, {"label": label, "splits": {}})
                 entry["splits"][fold] = split
     if not entries:
-        raise DataError(f"no trainlist0N.txt / testlist0N.txt next to {class_file}; the ucf101 format needs them")
+        raise DataError(f"no videos in trainlist0N.txt / testlist0N.txt next to {class_file}; the ucf101 format needs them")
     listed = list(entries)
     candidates = [root, root / "UCF-101", root / "UCF101", root / "videos", split_dir.parent]
     folder, missing = _locate(listed, root, candidates, split_dir / "trainlist01.txt")

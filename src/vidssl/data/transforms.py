@@ -74,6 +74,11 @@ def _check_clip(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} expects a float B×C×T×H×W tensor, got {tuple(x.shape)} {x.dtype}")
 
 
+def _gathers_rows(device: torch.device) -> bool:
+    """Whether :func:`_apply_where` computes only the selected rows on ``device`` (the CPU)."""
+    return device.type == "cpu"
+
+
 def _apply_where(x: Tensor, selected: Tensor, function, *params: Tensor, inplace: bool = False) -> Tensor:
     """Return ``x`` with ``function(x[b], params[b])`` in the rows where ``selected`` is True.
 
@@ -82,7 +87,7 @@ def _apply_where(x: Tensor, selected: Tensor, function, *params: Tensor, inplace
     rows are computed and blended with ``torch.where``: indexing with a boolean mask would
     need the mask on the host, i.e. a device sync in the training step.
     """
-    if x.device.type == "cpu":
+    if _gathers_rows(x.device):
         index = selected.nonzero().squeeze(1)
         if index.numel() == 0:
             return x
@@ -549,7 +554,7 @@ class ColorJitter(ClipTransform):
         factors = params["factors"].unbind(1)
         # Run the hue (expensive: an HSV round trip) once for everyone: the cheap ops that
         # come before it in a clip's order run in a first pass, the others after it.
-        if x.device.type == "cpu":
+        if _gathers_rows(device):
             x = x.clone()  # rows are then replaced in place, op by op
         hue_position = (order == 3).int().argmax(dim=1)
         cheap_order = order[order != 3].view(batch, 3)
@@ -889,5 +894,6 @@ __all__ = [
     "ResizeShortSide", "SpatialCrops", "ToFloatClip", "adjust_brightness", "adjust_contrast", "adjust_hue",
     "adjust_saturation", "blur_kernel_size_for", "brave_broad_augment", "brave_narrow_augment",
     "byol_video_augment", "crop_and_resize", "eval_transform", "gaussian_kernels", "hsv_to_rgb",
-    "rgb_to_grayscale", "rgb_to_hsv", "sample_crop_boxes", "separable_blur",
+    "rgb_to_grayscale", "rgb_to_hsv", "sample_crop_boxes", "separable_blur", "tf_adjust_contrast",
+    "tf_adjust_saturation", "uniform", "bernoulli",
 ]

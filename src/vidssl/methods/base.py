@@ -462,6 +462,8 @@ class SSLMethod(L.LightningModule):
             loss = loss + probe_loss
             self.log("probe/loss", probe_loss.detach(), on_step=True, batch_size=n)
             self.log("probe/acc", acc, on_step=True, prog_bar=True, batch_size=n)
+            # the epoch mean is far less noisy than one small batch
+            self.log("probe/acc_epoch", acc, on_step=False, on_epoch=True, batch_size=n)
         if self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=n)
         if self._ema_pairs:
