@@ -179,13 +179,14 @@ def main() -> None:
     for name, r in rates.items():
         print(f"{name:26s} {median[name]:8.1f} clips/s  (median of {', '.join(f'{x:.0f}' for x in r)})")
     print(f"ratio vidssl / baseline             {median['vidssl VideoDataset'] / median['plain PyTorch baseline']:6.2f}x")
+    print(f"ratio decode-once / per-clip decode {median['vidssl VideoDataset'] / median['vidssl decoder, per clip']:6.2f}x")
     # The same work in this process without workers: less sensitive to other load on the machine.
     per_item = {}
     for name, data in loaders.items():
         per_item[name] = min(_time_items(data, min(args.items, 64)) for _ in range(args.repeats))
     print("single process, ms per item (2 clips), best of rounds: "
           + ", ".join(f"{name} {ms:.1f}" for name, ms in per_item.items()))
-    print(f"ratio decode-once / per-clip decode {median['vidssl VideoDataset'] / median['vidssl decoder, per clip']:6.2f}x")
+
 
 if __name__ == "__main__":
     main()

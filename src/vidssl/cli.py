@@ -28,7 +28,7 @@ COMMAND_MODULES = [
 EPILOG = """examples:
   vidssl demo                                   # generate data, pretrain, evaluate vs random init
   vidssl data demo --out data/demo              # write the embedded dataset
-  vidssl pretrain --preset fgkvmem_r3d18_demo_tiny --out runs/x
+  vidssl pretrain --preset fgkvmem_kvmem_r3d18_demo_tiny --out runs/x
   vidssl eval linear --checkpoint runs/x --data data/demo --out runs/x/linear
 """
 

@@ -90,3 +90,9 @@ def test_demo_command_writes_the_dataset(capsys, tmp_path):
     assert (tmp_path / "d" / "ucfTrainTestlist" / "classInd.txt").is_file()
     code, _, err = run_cli(capsys, "data", "demo", "--out", str(tmp_path / "e"), "--size", "huge")
     assert code == 2 and "unknown demo size" in err
+
+
+def test_demo_command_movie_variant(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "data", "demo", "--out", str(tmp_path / "m"), "--size", "tiny", "--movie")
+    assert code == 0 and "movie demo dataset" in out
+    assert any((tmp_path / "m" / "videos").glob("*.mp4"))

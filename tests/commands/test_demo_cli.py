@@ -36,3 +36,12 @@ def test_demo_rejects_a_data_dir_that_is_a_file(tmp_path, capsys):
     bogus.write_text("not a dataset")
     assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--data", str(bogus), "--quiet"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_demo_rejects_an_unknown_preset_or_override(tmp_path, demo_root, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--data", str(demo_root), "--quiet",
+                 "--preset", "fgkvmem_nope"]) == 2
+    assert "unknown preset 'fgkvmem_nope'" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--out", str(tmp_path / "o"), "--data", str(demo_root), "--quiet",
+                 "trainer.max_stepz=3"]) == 2
+    assert "unknown config key 'trainer.max_stepz'" in capsys.readouterr().err

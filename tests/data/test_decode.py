@@ -172,3 +172,22 @@ def test_odd_sizes_and_codecs(tmp_path):
     assert (info.width, info.height, info.fps, info.num_frames) == (50, 36, 30.0, 12)
     clip = PyAVDecoder().decode(path, 0.0, 0.4, short_side=18)
     assert clip.frames.shape == (12, 18, 25, 3)
+
+
+@pytest.mark.parametrize(
+    "codec, pix_fmt, audio_codec",
+    [("msmpeg4v3", "yuv420p", "ac3"), ("mpeg4", "yuv420p", "mp2"), ("cinepak", "rgb24", "libmp3lame")],
+)
+def test_old_avi_codecs(tmp_path, codec, pix_fmt, audio_codec):
+    """UCF101/HMDB51-era files: DivX (msmpeg4v3), XviD-style MPEG-4 and cinepak in AVI, with AC3/MP2/MP3 audio."""
+    path = write_video(tmp_path / f"{codec}.avi", num_frames=30, codec=codec, pix_fmt=pix_fmt,
+                       audio_codec=audio_codec, audio_seconds=1.2)
+    info = probe(path)
+    assert info.num_frames == 30 and info.has_audio and info.video_codec.startswith(codec[:6])  # msmpeg4v3 -> "msmpeg4"
+    clip = PyAVDecoder().decode(path, 0.4, 0.8, audio_rate=8000)
+    assert clip.frames.shape[0] == 10
+    if codec == "cinepak":  # FFmpeg's cinepak encoder shifts timestamps by 2 frames; consecutive frames still
+        assert np.abs(np.diff(levels(clip.frames)) - 10).max() <= 8
+    else:
+        assert_frames(clip.frames, range(10, 20))
+    assert clip.audio.shape == (3200,) and clip.audio.abs().max() > 0.05

@@ -261,3 +261,16 @@ def test_demo_dataset_is_detected_as_ucf101(demo_manifest):
     assert all(r.info.has_audio and r.info.fps == 25 for r in demo_manifest.records)
     train, test = demo_manifest.subset("train", 1), demo_manifest.subset("test", 1)
     assert len(train) + len(test) == len(demo_manifest)
+
+
+def test_read_only_root_keeps_the_manifest_in_memory(tmp_path, place, monkeypatch, caplog):
+    place(tmp_path, "a/x.mp4")
+
+    def refuse(self, path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Manifest, "save", refuse)
+    manifest = build_manifest(tmp_path)  # root not writable: warn, still return the manifest
+    assert len(manifest) == 1 and "pass out=" in caplog.text
+    with pytest.raises(DataError, match="cannot write the manifest to .*choose another --out"):
+        build_manifest(tmp_path, out=tmp_path / "m.json")

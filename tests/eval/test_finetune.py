@@ -99,12 +99,18 @@ def test_frozen_backbone_variant_keeps_weights_and_bn_stats(tmp_path):
     backbone = ToyBackbone(bn=True)
     backbone.conv.weight.requires_grad_(False)  # as load_eval_encoder hands it over
     state = {k: v.clone() for k, v in backbone.state_dict().items()}
-    cfg = small("fgkvmem_linear", head_lr=0.5)
+    cfg = small("fgkvmem_linear", head_lr=0.5, eval_every_epoch_from=0)  # mid-run tests must not unfreeze BN
     result = finetune(backbone, FakeManifest(), 1, cfg, out_dir=tmp_path, device="cpu", progress=False,
                       dataset_factory=factory)
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, state[key]), key
-    assert 0.0 <= result.top1 <= 1.0 and result.top1_best_epoch_on_test is None
+    assert 0.0 <= result.top1 <= 1.0 and list(result.top1_per_epoch) == [0, 1]
+
+
+def test_bad_finetune_settings(tmp_path):
+    with pytest.raises(ConfigError, match="head_lr > 0"):
+        finetune(ToyBackbone(), FakeManifest(), 1, small("tiny", head_lr=0.0), out_dir=tmp_path, device="cpu",
+                 progress=False, dataset_factory=factory)
 
 
 def test_orthogonal_head_init():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from vidssl.errors import UserError
 from vidssl.eval.knn import evaluate_knn

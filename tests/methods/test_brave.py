@@ -112,7 +112,7 @@ def test_head_shapes_and_layers():
     assert bn.momentum == pytest.approx(0.1) and bn.eps == pytest.approx(1e-5)
     # haiku Linear init: truncated normal with std 1/sqrt(fan_in), zero bias
     w = head.projector[0].weight
-    assert float(w.abs().max()) <= 2 / math.sqrt(32) + 1e-6 and not head.projector[0].bias.any()
+    assert float(w.detach().abs().max()) <= 2 / math.sqrt(32) + 1e-6 and not head.projector[0].bias.any()
 
 
 def test_shared_heads_use_one_set_of_weights():
@@ -392,3 +392,17 @@ def test_smoke_pretrain_every_configuration(key, demo_root, tmp_path):
     assert type(encoder).__name__ == "TSMResNet" and encoder.tsm_resnet_stem.in_channels == 3
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     torch.testing.assert_close(encoder.state_dict()["tsm_resnet_stem.weight"], last["state_dict"]["encoder.tsm_resnet_stem.weight"])
+
+
+def test_schedule_warms_up_in_steps_then_cosine(demo_root, monkeypatch):
+    from vidssl.methods.brave import Brave
+
+    method = _method("brave_va_tiny", demo_root, "method.warmup_steps=10")
+    monkeypatch.setattr(Brave, "total_steps", property(lambda self: 110))
+    factors = [method._lr_factor(s) for s in (0, 5, 10, 60, 110)]
+    assert factors == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+    optimizer = method.configure_optimizers()
+    by_name = {g["name"]: g for g in optimizer.param_groups}
+    assert by_name["predictor_lars"]["base_lr"] == pytest.approx(10.0 * by_name["main_lars"]["base_lr"])
+    assert by_name["main_plain"]["lars_weight_decay"] == 0.0 and by_name["main_lars"]["lars_weight_decay"] == 0.01
+    assert not by_name["probe"].get("scheduled", True)

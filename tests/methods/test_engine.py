@@ -151,3 +151,15 @@ def test_convert_sync_batchnorm_keeps_state():
     assert torch.allclose(converted[1].running_mean, torch.full((4,), 0.5))
     x = torch.randn(6, 3)
     assert torch.allclose(converted(x), net(x), atol=1e-6)  # one process: plain batch norm
+
+
+def test_default_augmentation_is_the_pyslowfast_view():
+    from vidssl.data.transforms import byol_video_augment
+
+    method = METHODS["byol"](tiny_config("byol"), num_classes=0)
+    clips = fake_batch()["video"]["clips"][:, 0]
+    ours = method.augmentation(clips, generator=torch.Generator().manual_seed(5))
+    reference = byol_video_augment(24)(clips, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(ours, reference, atol=1e-6)
+    no_flip = METHODS["byol"](tiny_config("byol", flip_p=0.0, blur_p=0.0), num_classes=0)
+    assert len(no_flip.augmentation.transforms) == len(method.augmentation.transforms) - 2

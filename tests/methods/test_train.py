@@ -96,3 +96,14 @@ def test_missing_data_root_is_an_error(tmp_path):
     cfg = load_pretrain_config("byol_rho2_r3d18_ucf101", [f"data.root={tmp_path / 'nowhere'}"])
     with pytest.raises(Exception, match="does not exist"):
         pretrain(cfg, tmp_path / "run", log=lambda _: None)
+
+
+def test_demo_preset_generates_a_missing_dataset(tmp_path):
+    root = tmp_path / "demo"
+    cfg = load_pretrain_config(PRESETS["byol"], SMALL + HEADS["byol"] + [f"data.root={root}", "max_steps=1",
+                                                                         "data.demo_size=tiny"])
+    messages = []
+    pretrain(cfg, tmp_path / "run", log=messages.append)
+    assert any("generating the embedded demo dataset" in m for m in messages)
+    assert (root / "classInd.txt").is_file() or any(root.rglob("classInd.txt"))
+    assert (tmp_path / "run" / "encoder.safetensors").is_file()

@@ -12,6 +12,8 @@ EPILOG = """examples:
   vidssl demo                          # everything under ./vidssl-demo
   vidssl demo --out runs/demo --quick  # a short smoke run (< 2 minutes)
   vidssl demo --data data/demo         # reuse (or create) the dataset there
+  vidssl demo --preset byol_rho2_r3d18_demo_tiny --out runs/demo_byol
+  vidssl demo trainer.max_steps=100    # override the pretraining preset
 """
 
 
@@ -24,15 +26,23 @@ def register(subparsers) -> None:
     parser.add_argument("--data", help="dataset directory (default OUT/data; generated when missing)")
     parser.add_argument("--quick", action="store_true", help="a much shorter run (tiny dataset, a few steps) for smoke tests")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda")
+    parser.add_argument("--preset", help="pretraining preset (default fgkvmem_kvmem_r3d18_demo_tiny; e.g. byol_rho2_r3d18_demo_tiny)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the pretraining preset")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from vidssl.eval.demo import print_demo_table, run_demo
+    import dataclasses
 
-    report = run_demo(args.out, args.data, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
+    from vidssl.eval.demo import DEMO_SETTINGS, print_demo_table, run_demo
+
+    settings = DEMO_SETTINGS["quick" if args.quick else "full"]
+    settings = dataclasses.replace(settings, preset=args.preset or settings.preset,
+                                   pretrain_overrides=[*settings.pretrain_overrides, *args.overrides])
+    report = run_demo(args.out, args.data, quick=args.quick, device=args.device, seed=args.seed,
+                      progress=not args.quiet, settings=settings)
     print_demo_table(report)
     print(f"report: {args.out}/report.json")
     return 0

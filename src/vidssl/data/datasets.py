@@ -18,9 +18,9 @@ reaches persistent DataLoader workers).
 
 Corrupt files: the item is replaced by another record drawn deterministically from the same
 generator, the path is logged once per process (``logging`` warning), kept in the process's
-:meth:`failures`, and travels with the batch in ``batch["skipped"]`` so the main process can
-aggregate what every worker skipped (:meth:`VideoDataset.note_batch`, done by
-:func:`collate` callers, e.g. the training loop).
+:meth:`failures`, and travels with the batch in ``batch["skipped"]`` (:func:`collate` joins
+the lists), so the main process can aggregate what every worker skipped by passing each
+batch to :meth:`VideoDataset.note_batch` (the training loop does).
 """
 
 from __future__ import annotations

@@ -15,11 +15,10 @@ Steps (each reused when its output already exists, so a second run is fast):
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -67,21 +66,30 @@ DEMO_SETTINGS: dict[str, DemoSettings] = {
 }
 
 
-def _pretrain(settings: DemoSettings, data_root: Path, run_dir: Path, device: str, seed: int, progress: bool) -> Path:
-    """Pretrain with the settings' preset on the dataset's train split; return the run directory."""
-    from vidssl.config import load_yaml, preset_path
-    from vidssl.methods.base import apply_pretrain_overrides, pretrain_config_from_dict
-    from vidssl.methods.train import pretrain
+def pretrain_config(settings: DemoSettings, data_root: Path, device: str, seed: int, progress: bool):
+    """The resolved pretraining config: the settings' preset on the dataset's train split of fold 1.
 
-    if (run_dir / "encoder.safetensors").is_file():
-        return run_dir  # an earlier demo run finished pretraining
-    cfg = pretrain_config_from_dict(load_yaml(preset_path(settings.preset)))
+    Built before anything runs, so an unknown preset or override fails at once.
+    """
+    from vidssl.methods.train import load_pretrain_config
+
     overrides = [f"data.root={data_root}", "data.split=train", "data.fold=1", f"trainer.seed={seed}",
                  f"trainer.progress_bar={progress}", *settings.pretrain_overrides]
     if device not in ("auto", None):
         overrides.append(f"trainer.accelerator={'gpu' if str(device).startswith('cuda') else 'cpu'}")
-    cfg = apply_pretrain_overrides(cfg, overrides)
-    pretrain(cfg, run_dir)
+    return load_pretrain_config(settings.preset, overrides)
+
+
+def _pretrain(cfg, run_dir: Path, log: Callable[[str], None] = print) -> Path:
+    """Pretrain ``cfg`` into ``run_dir``; a finished run (``encoder.safetensors`` present) is reused and a
+    killed one resumes from its last checkpoint."""
+    from vidssl.methods.train import pretrain
+
+    if (run_dir / "encoder.safetensors").is_file():
+        log(f"      reusing the finished pretraining run in {run_dir}")
+        return run_dir
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    pretrain(cfg, run_dir, resume=resume, log=log)
     if not (run_dir / "encoder.safetensors").is_file():
         raise UserError(f"pretraining finished without writing {run_dir / 'encoder.safetensors'}")
     return run_dir
@@ -172,6 +180,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     settings: DemoSettings | None = None,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole demo; return the report dict written to ``out_dir/report.json``."""
     from vidssl.data.demo import generate_demo
@@ -190,12 +199,15 @@ def run_demo(
         timings[name] = now - since
         return now
 
+    cfg = pretrain_config(settings, data_root, str(torch_device), seed, progress)
     mark = time.time()
+    log(f"[1/3] embedded dataset ({settings.dataset_size}) at {data_root}")
     generate_demo(data_root, size=settings.dataset_size, seed=seed)
     manifest = open_dataset(data_root)
     mark = lap("data", mark)
 
-    run_dir = _pretrain(settings, data_root, out_dir / "pretrain", str(torch_device), seed, progress)
+    log(f"[2/3] pretraining {settings.preset} on {torch_device} -> {out_dir / 'pretrain'}")
+    run_dir = _pretrain(cfg, out_dir / "pretrain", log)
     mark = lap("pretrain", mark)
 
     pretrained, pretrained_info = load_eval_encoder(run_dir)
@@ -204,6 +216,7 @@ def run_demo(
     cache_dir = out_dir / "features"
     protocol = demo_protocol(settings, run_dir)
     encoders = {"pretrained": (pretrained, pretrained_info), "random": (random_encoder, random_info)}
+    log(f"[3/3] linear probe, SVM and kNN: pretrained vs randomly initialised {backbone_name}")
     results, top5, confusions = _evaluate(encoders, manifest, protocol, settings, cache_dir, str(torch_device), seed,
                                           progress)
     mark = lap("evaluate", mark)

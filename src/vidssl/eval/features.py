@@ -238,21 +238,17 @@ def pick_device(name: str | None = None) -> torch.device:
 
 # ----------------------------------------------------------------------------- datasets
 def open_dataset(root: str | Path):
-    """The manifest of a dataset root (read from ``ROOT/vidssl_manifest.json`` or built and probed).
+    """The manifest of a dataset root (split files re-read; probes of unchanged files reused from
+    ``ROOT/vidssl_manifest.json``), or of a manifest JSON file given directly.
 
     A missing root, an unknown layout or a dataset without train/test split files is a UserError.
     """
-    from vidssl.data.index import MANIFEST_NAME, build_manifest, load_manifest
+    from vidssl.data.index import build_manifest, load_manifest
 
     root = Path(root)
     if not root.exists():
         raise UserError(f"data root '{root}' does not exist")
-    if root.is_file():
-        manifest = load_manifest(root)
-    elif (root / MANIFEST_NAME).is_file():
-        manifest = load_manifest(root)
-    else:
-        manifest = build_manifest(root, format="auto")
+    manifest = load_manifest(root) if root.is_file() else build_manifest(root, format="auto")
     if not manifest.folds or not any(s in ("train", "test") for r in manifest.records for s in r.splits.values()):
         raise UserError(f"'{root}' has no train/test split files (expected e.g. ucfTrainTestlist/trainlist01.txt)")
     return manifest

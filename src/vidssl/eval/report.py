@@ -196,6 +196,7 @@ def _flatten(numbers: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def render_markdown(report: Mapping[str, Any]) -> str:
     """A readable page for one report: headline numbers, per-split table, views, config."""
     lines = [f"# vidssl eval: {report.get('protocol', '?')}", ""]
+    per_split_keys = list(report.get("per_split") or {})
     checkpoint = report.get("checkpoint") or {}
     if checkpoint:
         lines += [f"- encoder: `{checkpoint.get('source', '?')}`", f"- checkpoint hash: `{checkpoint.get('hash', '?')}`"]
@@ -205,11 +206,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"- views: {json.dumps(_json_safe(report['views']))}")
     if report.get("seconds") is not None:
         lines.append(f"- wall time: {report['seconds']:.1f} s")
-    lines += ["", "## Results", "", "| metric | value |", "|---|---|"]
+    heading = f"## Results (mean over splits {', '.join(per_split_keys)})" if len(per_split_keys) > 1 else "## Results"
+    lines += ["", heading, "", "| metric | value |", "|---|---|"]
     for key, value in _flatten(report.get("results", {})).items():
         lines.append(f"| {key} | {_fmt(value)} |")
     per_split = report.get("per_split") or {}
-    if len(per_split) > 1 or (per_split and "mean" not in report.get("results", {})):
+    if len(per_split) > 1:  # headline = mean over splits; show each
         flat = {split: _flatten(numbers) for split, numbers in per_split.items()}
         metrics = []
         for numbers in flat.values():

@@ -9,6 +9,7 @@ mean of ``decision_function`` over its views.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -74,6 +75,7 @@ def evaluate_svm(
     Returns:
         One :class:`SVMResult` per C, in the order given.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
@@ -90,11 +92,7 @@ def evaluate_svm(
     for value in [C] if np.isscalar(C) else list(C):
         # dual=True with squared hinge is sklearn 0.24's (BraVe's) default; newer sklearn says "auto".
         model = LinearSVC(C=float(value), dual=True, max_iter=max_iter)
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # max_iter 1000 as in the seed; non-convergence is expected at large C
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(scaled, labels)
         scores = svm_decision_scores(model, scaler, test_features, num_classes)

@@ -484,7 +484,8 @@ class SSLMethod(L.LightningModule):
         step, so a resumed run has no scheduler state to get out of step)."""
         step = self.global_step
         for group in self.trainer.optimizers[0].param_groups:
-            if group.get("scheduled", True):
+            # groups without "base_lr" come from a subclass's own configure_optimizers/scheduler
+            if group.get("scheduled", True) and "base_lr" in group:
                 group["lr"] = group["base_lr"] * self._lr_factor(step)
 
     def _lr_factor(self, step: int) -> float:

@@ -531,9 +531,10 @@ class Brave(SSLMethod):
     # ---- optimiser -------------------------------------------------------------------------
 
     def configure_optimizers(self):
-        """LARS groups: predictor lr × ``predictor_lr_mult``; weight decay and trust ratio on
-        weights (intended) or on biases/BN only (``faithful_lars_mask``); warmup in steps."""
-        from vidssl.optim import WarmupCosineSchedule, build_optimizer
+        """LARS groups: predictor lr × ``predictor_lr_mult``; weight decay and the trust ratio on
+        weights (intended) or on biases/BN only (``faithful_lars_mask``). The base sets each
+        scheduled group's lr every step from ``base_lr`` and :meth:`_lr_factor`."""
+        from vidssl.optim import build_optimizer
 
         cfg, m = self.cfg, self.cfg.method
         named = [(n, p) for n, p in self.named_parameters() if not n.startswith("probe.")]
@@ -556,6 +557,20 @@ class Brave(SSLMethod):
                                          formula=o.lars_formula)
         else:
             optimizer = build_optimizer(o, groups, device_type=self.device.type)
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+            if group.get("scheduled", True):
+                group["lr"] = group["base_lr"] * self._lr_factor(0)
+        return optimizer
+
+    def _lr_factor(self, step: int) -> float:
+        """BraVe's schedule: linear warmup over ``method.warmup_steps`` optimiser steps (5k), then
+        cosine to ``optim.final_lr`` at the last step (optax ``warmup_cosine_decay_schedule``)."""
+        from vidssl.optim import warmup_cosine
+
+        o = self.cfg.optim
+        if o.lr == 0:
+            return 0.0
         total = self.total_steps
-        schedule = WarmupCosineSchedule(optimizer, o, total_steps=total, warmup_steps=min(m.warmup_steps, total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        warmup = min(self.cfg.method.warmup_steps, total)
+        return warmup_cosine(step, total, warmup, o.lr, o.warmup_start_lr, o.final_lr) / o.lr

@@ -32,6 +32,12 @@ class BYOLConfig(MethodConfig):
 
     name: str = "byol"
     rho: int = 2
+    # Augmentation knobs; the defaults are PySlowFast's (= vidssl.data.transforms.byol_video_augment).
+    # The demo presets turn flips off: its classes include left/right and clockwise/anticlockwise
+    # motions, which a flip swaps, so flip invariance would erase them.
+    crop_scale: tuple[float, float] = (0.2, 0.766)
+    flip_p: float = 0.5
+    blur_p: float = 0.5
     proj_hidden_dim: int = 4096
     proj_dim: int = 256
     pred_hidden_dim: int = 4096
@@ -43,8 +49,6 @@ class BYOL(SSLMethod):
     Config = BYOLConfig
 
     def build(self) -> None:
-        from vidssl.data.transforms import byol_video_augment
-
         m = self.cfg.method
         if m.rho < 2:
             raise ValueError(f"method.rho must be >= 2 (clips per video), got {m.rho}")
@@ -52,7 +56,23 @@ class BYOL(SSLMethod):
         self.predictor = self.build_predictor()
         self.add_target("target_encoder", "encoder")
         self.add_target("target_projector", "projector")
-        self.augmentation = byol_video_augment(m.crop_size)
+        self.augmentation = self.build_augmentation()
+
+    def build_augmentation(self) -> nn.Module:
+        """PySlowFast's ρBYOL view (``byol_video_augment``) with the crop scale, flip and blur
+        probabilities of the config: RandomResizedCrop → flip → colour jitter (p 0.8) → grayscale
+        (p 0.2) → Gaussian blur → normalise."""
+        from vidssl.data import transforms as t
+
+        m = self.cfg.method
+        steps = [t.ToFloatClip(), t.RandomResizedCrop(m.crop_size, scale=tuple(m.crop_scale), ratio=(0.75, 1.333))]
+        if m.flip_p > 0:
+            steps.append(t.RandomHorizontalFlip(m.flip_p))
+        steps += [t.ColorJitter(0.6, 0.6, 0.6, 0.15, p=0.8), t.RandomGrayscale(0.2)]
+        if m.blur_p > 0:
+            steps.append(t.GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=m.blur_p))
+        steps.append(t.Normalize(t.KINETICS_MEAN, t.KINETICS_STD))
+        return t.Compose(steps)
 
     def build_predictor(self) -> nn.Module:
         m = self.cfg.method

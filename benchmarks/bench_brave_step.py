@@ -1,0 +1,141 @@
+"""Training-step throughput of BraVe (vidssl) next to a plain-PyTorch fp32 eager BraVe step.
+
+Both run in this process with the same backbones and the same synthetic batch (a narrow uint8
+clip, a broad waveform and/or broad clip per video). Samples/s counts videos per second.
+
+- ``vidssl``: :class:`vidssl.methods.brave.Brave` from a preset, one optimiser step as the engine
+  runs it: device augmentation (narrow: crop, blur, flip, colour; broad video: + RandConv; audio:
+  log-mel), narrow + broad backbones, shared head, symmetric loss, backward, LARS step;
+  bf16 autocast and channels-last-3d on GPU.
+- ``baseline``: the same networks and loss written directly in PyTorch (fp32, eager,
+  ``torch.optim.SGD``) on pre-augmented float views, i.e. LESS work than the vidssl step.
+
+Examples::
+
+    # CPU, tiny preset
+    python benchmarks/bench_brave_step.py --preset brave_va_tiny --batch 8 --steps 5
+    # GPU, the seed's V/A recipe (TSM-50 ×1, 16×224² narrow, 10.24 s of 48 kHz audio)
+    python benchmarks/bench_brave_step.py --preset brave_va_tsm50_k600 --batch 32 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import time
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(step, steps: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def synthetic_batch(cfg, batch_size: int, device: torch.device) -> dict:
+    """uint8 clips and float waveforms shaped like a collated BraVe batch (flow views: random in [-1, 1])."""
+    m = cfg.method
+    g = torch.Generator().manual_seed(0)
+    video = {"narrow": torch.randint(0, 256, (batch_size, m.num_frames, m.canvas, m.canvas, 3), generator=g,
+                                     dtype=torch.uint8)}
+    audio, flow = {}, {}
+    if "video" in m.broad:
+        video["broad_video"] = torch.randint(0, 256, (batch_size, m.broad_num_frames, m.broad_canvas, m.broad_canvas, 3),
+                                             generator=g, dtype=torch.uint8)
+    if "audio" in m.broad:
+        key = "broad_video" if "video" in m.broad else "broad_audio"
+        audio[key] = torch.randn(batch_size, int(round(m.audio_seconds * m.audio_rate)), generator=g) * 0.1
+    if "flow" in m.broad:
+        flow["broad_flow"] = torch.rand(batch_size, 2, m.broad_num_frames, m.broad_canvas, m.broad_canvas,
+                                        generator=g) * 2 - 1
+    batch = {"video": video, "audio": audio, "flow": flow}
+    return {k: {n: t.to(device) for n, t in v.items()} for k, v in batch.items()}
+
+
+def build_vidssl_step(cfg, batch: dict, device: torch.device):
+    from vidssl.methods.brave import Brave
+
+    method = Brave(cfg, num_classes=0).to(device)
+    if device.type == "cuda":
+        method = method.to(memory_format=torch.channels_last_3d)
+    optimizer = method.configure_optimizers()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            views = [method.to_model_layout(v) for v in method.augment(batch)]
+            loss = method.compute_loss(views, batch)["loss"]
+        loss.backward()
+        optimizer.step()
+
+    return step, method
+
+
+def build_baseline_step(method, views: list[torch.Tensor]):
+    """Plain PyTorch: copies of the same networks, the loss inlined, SGD, fp32 eager."""
+    narrow = copy.deepcopy(method.encoder)
+    broads = copy.deepcopy(method.broad_backbones)
+    head = copy.deepcopy(method.heads)
+    params = list(narrow.parameters()) + list(broads.parameters()) + list(head.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    kinds = method.cfg.method.broad
+
+    def regress(p, z):
+        p = torch.nn.functional.normalize(p, dim=-1)
+        z = torch.nn.functional.normalize(z.detach(), dim=-1)
+        return (1 - (p * z).sum(-1)).mean()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        z_n, h_n = head("narrow", narrow(views[0]))
+        terms = []
+        for kind, view in zip(kinds, views[1:]):
+            z_b, h_b = head(kind, broads[kind](view))
+            terms += [regress(h_b, z_n), regress(h_n, z_b)]
+        torch.stack(terms).mean().backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    from vidssl.methods.train import load_pretrain_config
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="brave_va_tiny")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("overrides", nargs="*", help="key=value preset overrides")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    cfg = load_pretrain_config(args.preset, args.overrides)
+    batch = synthetic_batch(cfg, args.batch, device)
+    vidssl_step, method = build_vidssl_step(cfg, batch, device)
+    with torch.no_grad():
+        views = [v.float().contiguous() for v in method.augment(batch)]
+    baseline_step = build_baseline_step(method, views)
+    t_base = _timed(baseline_step, args.steps, args.warmup, device)
+    t_ours = _timed(vidssl_step, args.steps, args.warmup, device)
+    print(f"preset {args.preset}, batch {args.batch}, device {device}")
+    print(f"baseline (fp32 eager, pre-augmented): {args.batch / t_base:8.2f} samples/s  ({t_base * 1e3:.1f} ms/step)")
+    print(f"vidssl (augment + step):              {args.batch / t_ours:8.2f} samples/s  ({t_ours * 1e3:.1f} ms/step)")
+    print(f"ratio vidssl / baseline: {t_base / t_ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
