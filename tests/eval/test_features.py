@@ -63,7 +63,7 @@ def test_bad_protocol_overrides_are_config_errors():
 
 
 def test_train_augment_shapes():
-    for name in ("brave", "gdt", "fgkvmem"):
+    for name in ("brave", "gdt", "fgkvmem", "demo"):
         protocol = ViewProtocol("t", 2, 1, (16, 20), 12, train_augment=name)
         out = build_train_augment(protocol)(torch.zeros(3, 2, 16, 20, 3, dtype=torch.uint8))
         assert out.shape == (3, 3, 2, 12, 12)

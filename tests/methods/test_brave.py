@@ -378,8 +378,7 @@ def test_flow_dataset_items_and_cache(demo_root):
     assert again.flow_cache.computed == 0  # read back from the cache
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("key", ["vv", "va", "vf", "vaf", "vvvv"])
+@pytest.mark.parametrize("key", ["va", *(pytest.param(k, marks=pytest.mark.slow) for k in ("vv", "vf", "vaf", "vvvv"))])
 def test_smoke_pretrain_every_configuration(key, demo_root, tmp_path):
     """Lightning pretraining, 2 steps, then the exported encoder is the narrow TSM."""
     from vidssl.methods.train import load_pretrain_config, pretrain

@@ -43,8 +43,9 @@ def test_smoke_train_writes_run_directory(name, demo_root, tmp_path):
     assert any(k.startswith("encoder.") for k in ckpt["state_dict"])
     from vidssl.models import load_encoder
 
-    encoder = load_encoder(out)
-    assert torch.equal(encoder.state_dict()["stem.conv.weight"], ckpt["state_dict"]["encoder.stem.conv.weight"])
+    for source in (out, out / "checkpoints" / "last.ckpt"):
+        encoder = load_encoder(source)
+        assert torch.equal(encoder.state_dict()["stem.conv.weight"], ckpt["state_dict"]["encoder.stem.conv.weight"])
 
 
 class Killed(Exception):

@@ -255,19 +255,13 @@ def run_demo(
     return report
 
 
-def _architecture(run_dir: Path, encoder) -> tuple[str, dict[str, Any]]:
-    """Backbone name + kwargs of the pretrained encoder (to build the same one with random weights)."""
-    import json
-
-    from safetensors import safe_open
-
-    with safe_open(str(run_dir / "encoder.safetensors"), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    name = metadata.get("backbone") or metadata.get("name") or getattr(encoder, "backbone_name", None)
-    kwargs = metadata.get("backbone_kwargs") or metadata.get("kwargs") or "{}"
+def _architecture(run_dir: Path, encoder: nn.Module) -> tuple[str, dict[str, Any]]:
+    """Backbone name + kwargs of the pretrained encoder (``vidssl.models`` tags every encoder it builds),
+    to build the same architecture with random weights."""
+    name = getattr(encoder, "backbone_name", None)
     if not name:
-        raise UserError(f"{run_dir / 'encoder.safetensors'} does not say which backbone it holds")
-    return name, json.loads(kwargs) if isinstance(kwargs, str) else dict(kwargs)
+        raise UserError(f"the encoder in {run_dir} does not say which backbone it is")
+    return name, dict(getattr(encoder, "backbone_kwargs", {}) or {})
 
 
 def _find_metrics(run_dir: Path) -> Path | None:

@@ -87,9 +87,9 @@ PROTOCOLS: dict[str, ViewProtocol] = {
     "fgkvmem": ViewProtocol("fgkvmem", 16, 4, (128, 170), 112, 10, 3, "long_side", "fgkvmem"),
     # Embedded dataset (64×64 square videos, 25 fps), CPU-sized: 2 temporal clips × 1 centre crop (3 crops
     # of a square frame differ by a few pixels), train features from the same views (no augmented passes).
-    "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 1, "long_side", "brave", train_passes=0),
+    "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 1, "long_side", "demo", train_passes=0),
     # Fastest: 1 centre view (tests, `vidssl demo --quick`).
-    "demo_quick": ViewProtocol("demo_quick", 8, 2, (64, 64), 56, 1, 1, "long_side", "brave", train_passes=1),
+    "demo_quick": ViewProtocol("demo_quick", 8, 2, (64, 64), 56, 1, 1, "long_side", "demo", train_passes=1),
 }
 
 
@@ -146,11 +146,20 @@ def _fgkvmem_train_view(protocol: ViewProtocol):
             T.RandomHorizontalFlip(0.5), T.RandomGrayscale(0.2), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0)]
 
 
+def _demo_train_view(protocol: ViewProtocol):
+    # The embedded dataset's classes include left/right and clockwise/anticlockwise motions: a
+    # horizontal flip would turn one class into another, so there is none.
+    from vidssl.data import transforms as T
+
+    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.4, 1.0)), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8)]
+
+
 #: Random train views by name (each a list of float ``B×C×T×H×W`` transforms).
 TRAIN_AUGMENTS: dict[str, Callable[[ViewProtocol], list]] = {
     "brave": _brave_train_view,
     "gdt": _gdt_train_view,
     "fgkvmem": _fgkvmem_train_view,
+    "demo": _demo_train_view,
 }
 
 

@@ -23,7 +23,6 @@ rebuild it from a ``.ckpt``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Literal
@@ -470,6 +469,10 @@ class SSLMethod(L.LightningModule):
             self.log("train/ema_momentum", self.ema_momentum(), on_step=True, batch_size=n)
         return loss
 
+    def on_fit_start(self) -> None:
+        if self.cfg.trainer.channels_last and self.device.type == "cuda":
+            self.to(memory_format=torch.channels_last_3d)  # 5-D conv weights; inputs follow in to_model_layout
+
     def _probe_step(self, embedding: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Linear probe on the DETACHED embedding: its loss reaches only ``self.probe``."""
         labels = torch.as_tensor(labels, device=embedding.device).long()
@@ -568,7 +571,3 @@ def _python_rng_from_plain(state: list) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
 
-
-def method_config_fields(cls: type) -> list[str]:
-    """Names of a method config's fields (for docs and the CLI's key listing)."""
-    return [f.name for f in dataclasses.fields(cls)]

@@ -21,17 +21,34 @@ Spec: ``reference/brave-gdt-stica.md`` Part A. Where vidssl departs from the rel
   intended semantics) and offers ``faithful_lars_mask: true`` to reproduce the release.
 * **Mel bands at 48 kHz.** Faithful: 16 of the 80 bands are always zero (see
   ``vidssl.data.audio``); ``audio_rate: 16000`` gives 80 live bands.
+* **Crops.** BraVe samples each view's crop (area 0.3–1, aspect 0.5–2) from the whole frame;
+  vidssl's workers first fit frames to a square canvas (256² narrow, 128² broad) and the crop
+  is drawn inside it on the device, so the corners of wide frames are never seen.
+* **Heads of different widths.** One shared head needs one input width; with TSM ×2 (4096-d)
+  next to the 2048-d audio net, each width gets its own first projector layer and the rest is
+  shared (:class:`BraveHeads`). ``shared_head: false`` gives every view its own head.
+
+Flow view: ``B×2×T×H×W`` in [-1, 1] (displacement / ``flow_max_pixels`` at the view's
+resolution), randomly cropped and flipped with the vectors rescaled and mirrored
+(:func:`augment_flow`); its backbone is the narrow architecture with ``in_channels=2``.
+The exported encoder (``encoder.safetensors``) is always the narrow video backbone, which
+BraVe's protocol evaluates (``vidssl eval svm``, C = 1e-4). Inputs are in [0, 1] with no
+mean/std normalisation, as in BraVe; evaluate with a view protocol that does the same
+(``--views brave``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidssl.config import _suggest
+from vidssl.errors import ConfigError
 from vidssl.methods.base import MethodConfig, SSLMethod
 
 # ----------------------------------------------------------------------------------------------
@@ -384,7 +401,7 @@ class BraveConfig(MethodConfig):
     audio_rate: int = 48000  # faithful; 16 of the 80 mel bands are empty at 48 kHz (use 16000 for none)
     flow_backbone: str = ""  # "" = the narrow backbone's architecture with 2 input channels
     flow_backbone_kwargs: dict = field(default_factory=dict)
-    flow_method: str = "dis"
+    flow_method: Literal["dis", "farneback"] = "dis"
     flow_short_side: int = 128
     flow_max_pixels: float = 20.0
     proj_hidden_dim: int = 4096
@@ -395,9 +412,6 @@ class BraveConfig(MethodConfig):
     warmup_steps: int = 5000
 
     def __post_init__(self):
-        from vidssl.config import _suggest
-        from vidssl.errors import ConfigError
-
         if not self.broad:
             raise ConfigError("method.broad needs at least one broad view (video, audio or flow)")
         for kind in self.broad:

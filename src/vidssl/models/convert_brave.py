@@ -150,8 +150,9 @@ class HaikuTSM:
     final_bn: HaikuBatchNorm
 
     @property
-    def width_multiplier(self) -> int:
-        return self.stem.shape[-1] // 64 if self.stem.shape[-1] % 64 == 0 else 0
+    def width_multiplier(self) -> float:
+        """BraVe's ``tsm_resnet_width_multiplier`` (stem channels / 64): 1 or 2 for the released files."""
+        return self.stem.shape[-1] / 64
 
     @property
     def blocks(self) -> tuple[int, ...]:
@@ -273,7 +274,7 @@ def tsm_state_dict(net: HaikuTSM) -> dict[str, np.ndarray]:
 def encoder_spec(net: HaikuTSM) -> tuple[str, dict[str, Any]]:
     """The vidssl backbone (name, kwargs) that has the checkpoint's structure, Haiku padding on."""
     kwargs: dict[str, Any] = {"tf_same_padding": True}
-    width = net.stem.shape[-1] / 64
+    width = net.width_multiplier
     if width != 1:
         kwargs["width_mult"] = width if not float(width).is_integer() else int(width)
     if net.blocks != (3, 4, 6, 3):
