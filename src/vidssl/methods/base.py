@@ -15,6 +15,13 @@ embeddings (``probe/acc``), SyncBN when distributed, a resumable sampler, RNG st
 checkpoints, and the encoder export. The Lightning ``Trainer`` around it is built by
 :mod:`vidssl.methods.train`.
 
+The learning rate is a pure function of ``global_step`` (set in ``on_train_batch_start`` for
+every group that has a ``base_lr``), so a resumed run has no scheduler state to get out of
+step; a subclass that overrides ``configure_optimizers`` may instead return its own scheduler
+(its groups then carry no ``base_lr`` and are left alone). The EMA update runs inside
+``optimizer_step`` for the same reason: a checkpoint written at the end of a batch already
+holds the updated targets.
+
 The main video encoder is ``self.encoder`` (state keys ``encoder.*``); checkpoints carry
 ``hyper_parameters["encoder"] = {"name", "kwargs"}`` so ``vidssl.models.load_encoder`` can
 rebuild it from a ``.ckpt``.
