@@ -124,9 +124,13 @@ def read_metrics_csv(path: str | Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def plot_training_curve(metrics_csv: str | Path, path: str | Path, columns: Iterable[str] | None = None) -> Path | None:
-    """Plot the loss columns (or ``columns``) of a Lightning ``metrics.csv``; None when nothing to plot."""
+    """Plot the pretraining losses of a Lightning ``metrics.csv`` (or ``columns``); None when nothing to plot.
+
+    By default: every ``*loss*`` column except the online probe's, and the online probe's accuracy
+    (``probe/acc``) on a second axis when it was logged.
+    """
     series = read_metrics_csv(metrics_csv)
-    wanted = list(columns) if columns is not None else [c for c in series if "loss" in c]
+    wanted = list(columns) if columns is not None else [c for c in series if "loss" in c and not c.startswith("probe")]
     wanted = [c for c in wanted if series.get(c)]
     if not wanted:
         return None
@@ -136,10 +140,19 @@ def plot_training_curve(metrics_csv: str | Path, path: str | Path, columns: Iter
         steps, values = zip(*series[column])
         ax.plot(steps, values, label=column)
     ax.set_xlabel("step")
-    ax.set_ylabel("value")
+    ax.set_ylabel("loss")
     ax.set_title("pretraining curve")
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if columns is None and series.get("probe/acc"):
+        twin = ax.twinx()
+        steps, values = zip(*series["probe/acc"])
+        twin.plot(steps, values, color="tab:gray", alpha=0.6, label="probe/acc (online, train batches)")
+        twin.set_ylabel("accuracy")
+        twin.set_ylim(0, 1)
+        more_handles, more_labels = twin.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
