@@ -163,7 +163,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
     trainer = L.Trainer(**_trainer_kwargs(cfg), logger=loggers, callbacks=checkpoints + list(callbacks or []),
                         plugins=[_atomic_checkpoint_io()], default_root_dir=out)
     trainer.fit(method, ckpt_path=str(last) if resume else None)
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)  # full state: optimizer, loops, callbacks
     if trainer.is_global_zero:
         from vidssl.models import save_encoder
 
