@@ -5,23 +5,19 @@ dicts (from YAML presets or the command line) into those dataclasses *strictly*:
 an unknown key is a :class:`~vidssl.errors.ConfigError` that names the key and
 suggests the closest valid one, and values are coerced to the annotated type.
 
-Example:
-    >>> from dataclasses import dataclass, field
+Example (nested dataclasses work the same way, with dotted keys such as ``optim.lr``):
+    >>> from dataclasses import dataclass
     >>> @dataclass
     ... class Optim:
     ...     lr: float = 0.1
     ...     betas: tuple[float, float] = (0.9, 0.999)
-    >>> @dataclass
-    ... class Run:
-    ...     name: str = "x"
-    ...     optim: Optim = field(default_factory=Optim)
-    >>> cfg = apply_overrides(Run(), ["optim.lr=0.5", "name=demo"])
-    >>> cfg.optim.lr, cfg.name
-    (0.5, 'demo')
-    >>> apply_overrides(Run(), ["optim.lrr=1"])
+    >>> cfg = apply_overrides(Optim(), ["lr=0.5", "betas=[0.8, 0.9]"])
+    >>> cfg.lr, cfg.betas
+    (0.5, (0.8, 0.9))
+    >>> apply_overrides(Optim(), ["lrr=1"])
     Traceback (most recent call last):
     ...
-    vidssl.errors.ConfigError: unknown config key 'optim.lrr' (did you mean 'optim.lr'?)
+    vidssl.errors.ConfigError: unknown config key 'lrr' (did you mean 'lr'?)
 """
 
 from __future__ import annotations
@@ -58,15 +54,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return None
         if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: cannot interpret {value!r} as {annotation}")
+            except ConfigError:
+                continue
+        names = [getattr(a, "__name__", str(a)).replace("NoneType", "none") for a in args]
+        raise ConfigError(f"{where}: expected {' or '.join(names)}, got {value!r}")
     if origin is typing.Literal:
         if value in args:
             return value
