@@ -23,25 +23,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import time
 
 import torch
+from _timing import timed
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(step, steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def synthetic_batch(cfg, batch_size: int, device: torch.device) -> dict:
@@ -129,8 +115,8 @@ def main() -> None:
     with torch.no_grad():
         views = [v.float().contiguous() for v in method.augment(batch)]
     baseline_step = build_baseline_step(method, views)
-    t_base = _timed(baseline_step, args.steps, args.warmup, device)
-    t_ours = _timed(vidssl_step, args.steps, args.warmup, device)
+    t_base = timed(baseline_step, args.steps, args.warmup, device)
+    t_ours = timed(vidssl_step, args.steps, args.warmup, device)
     print(f"preset {args.preset}, batch {args.batch}, device {device}")
     print(f"baseline (fp32 eager, pre-augmented): {args.batch / t_base:8.2f} samples/s  ({t_base * 1e3:.1f} ms/step)")
     print(f"vidssl (augment + step):              {args.batch / t_ours:8.2f} samples/s  ({t_ours * 1e3:.1f} ms/step)")

@@ -24,27 +24,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import time
 
 import torch
+from _timing import timed
 import torch.nn.functional as F
 from torch import nn
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(step, steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
 
 
 def build_vidssl_step(preset: str, overrides: list[str], batch: dict, device: torch.device, compile_: bool):
@@ -151,8 +137,8 @@ def main() -> None:
     views = [torch.randn(batch_size, 3, m.num_frames, m.crop_size, m.crop_size, device=device) for _ in range(2)]
     base = build_baseline_step(cfg, views, device)
 
-    t_ours = _timed(ours, args.steps, args.warmup, device)
-    t_base = _timed(base, args.steps, args.warmup, device)
+    t_ours = timed(ours, args.steps, args.warmup, device)
+    t_base = timed(base, args.steps, args.warmup, device)
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {name}; preset {preset}; backbone {m.backbone} {m.backbone_kwargs}; "
           f"batch {batch_size} videos × {m.rho} clips × {m.num_frames}×{m.crop_size}²")

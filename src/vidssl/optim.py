@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 import torch
-from torch import nn
 
 from vidssl.errors import ConfigError
 
