@@ -118,18 +118,35 @@ def max_pool_same(x: Tensor, tf_same_padding: bool = False) -> Tensor:
     return F.max_pool2d(x, 3, 2, padding=1)
 
 
-class PreActBottleneck(nn.Module):
+class _PreActBlock(nn.Module):
+    """What both pre-activation blocks share: BN+ReLU on the input, the (projected) shortcut taken
+    from it, and the temporal shift of the residual branch's input (BraVe shifts there only)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, use_projection: bool, fold_div: int | None,
+                 tf_same_padding: bool):
+        super().__init__()
+        self.fold_div = fold_div
+        self.batch_norm = nn.BatchNorm2d(cin)
+        if use_projection:
+            self.shortcut_conv = SameConv2d(cin, cout, 1, stride, tf_same_padding)
+
+    def preactivate(self, x: Tensor, num_frames: int) -> tuple[Tensor, Tensor]:
+        """``(B·T)×C×H×W`` → (residual-branch input, shortcut)."""
+        preact = F.relu(self.batch_norm(x))
+        shortcut = self.shortcut_conv(preact) if hasattr(self, "shortcut_conv") else x
+        if self.fold_div:
+            preact = temporal_shift(preact, num_frames, self.fold_div)
+        return preact, shortcut
+
+
+class PreActBottleneck(_PreActBlock):
     """Pre-activation bottleneck with an optional temporal shift in the residual branch (BraVe's block)."""
 
     def __init__(
         self, cin: int, cout: int, stride: int, use_projection: bool, fold_div: int | None, tf_same_padding: bool
     ):
-        super().__init__()
+        super().__init__(cin, cout, stride, use_projection, fold_div, tf_same_padding)
         mid = cout // 4
-        self.fold_div = fold_div
-        self.batch_norm = nn.BatchNorm2d(cin)
-        if use_projection:
-            self.shortcut_conv = SameConv2d(cin, cout, 1, stride, tf_same_padding)
         self.conv_0 = SameConv2d(cin, mid, 1, 1, tf_same_padding)
         self.batch_norm_1 = nn.BatchNorm2d(mid)
         self.conv_1 = SameConv2d(mid, mid, 3, stride, tf_same_padding)
@@ -137,38 +154,27 @@ class PreActBottleneck(nn.Module):
         self.conv_2 = SameConv2d(mid, cout, 1, 1, tf_same_padding)
 
     def forward(self, x: Tensor, num_frames: int = 1) -> Tensor:
-        preact = F.relu(self.batch_norm(x))
-        shortcut = self.shortcut_conv(preact) if hasattr(self, "shortcut_conv") else x
-        if self.fold_div:
-            preact = temporal_shift(preact, num_frames, self.fold_div)
+        preact, shortcut = self.preactivate(x, num_frames)
         residual = self.conv_0(preact)
         residual = self.conv_1(F.relu(self.batch_norm_1(residual)))
         residual = self.conv_2(F.relu(self.batch_norm_2(residual)))
         return shortcut + residual
 
 
-class PreActBasicBlock(nn.Module):
+class PreActBasicBlock(_PreActBlock):
     """Pre-activation basic block (3×3, 3×3) with an optional temporal shift before ``conv_0``."""
 
     def __init__(
         self, cin: int, cout: int, stride: int, use_projection: bool, fold_div: int | None, tf_same_padding: bool
     ):
-        super().__init__()
-        self.fold_div = fold_div
-        self.batch_norm = nn.BatchNorm2d(cin)
-        if use_projection:
-            self.shortcut_conv = SameConv2d(cin, cout, 1, stride, tf_same_padding)
+        super().__init__(cin, cout, stride, use_projection, fold_div, tf_same_padding)
         self.conv_0 = SameConv2d(cin, cout, 3, stride, tf_same_padding)
         self.batch_norm_1 = nn.BatchNorm2d(cout)
         self.conv_1 = SameConv2d(cout, cout, 3, 1, tf_same_padding)
 
     def forward(self, x: Tensor, num_frames: int = 1) -> Tensor:
-        preact = F.relu(self.batch_norm(x))
-        shortcut = self.shortcut_conv(preact) if hasattr(self, "shortcut_conv") else x
-        if self.fold_div:
-            preact = temporal_shift(preact, num_frames, self.fold_div)
-        residual = self.conv_0(preact)
-        return shortcut + self.conv_1(F.relu(self.batch_norm_1(residual)))
+        preact, shortcut = self.preactivate(x, num_frames)
+        return shortcut + self.conv_1(F.relu(self.batch_norm_1(self.conv_0(preact))))
 
 
 # depth -> (block class, blocks per unit, unit output channels at width 1)
