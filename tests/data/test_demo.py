@@ -314,3 +314,31 @@ def test_movie_video_keyframes_and_shot_file(movie_root):
     assert across > 3 * inside
     readme = (movie_root / "README.txt").read_text()
     assert "boundary_label" in readme and "240P_frames" in readme
+
+
+def test_motions_are_large_and_fast_at_the_demo_stride():
+    """Format 2: between two frames 3 apart (the tiny presets' stride) every motion changes the
+    digit's pose clearly, and digits cover a large part of the frame, so a tiny network at 32²
+    can see the motion (format 1's smaller, slower digits took a supervised tiny R3D-18 > 1000 steps)."""
+    width, stride = 64, 3
+    for seed in range(20):
+        for name in ("MoveLeft", "MoveRight", "MoveUp", "MoveDown", "BounceSides"):
+            t = trajectory(name, seed=seed, width=width)
+            step = np.linalg.norm(t.centre[stride:] - t.centre[:-stride], axis=1)
+            assert np.median(step) >= 3.5, name
+            assert t.size.min() >= 0.42 * width - 1e-6
+        for name in ("RotateClockwise", "RotateCounterclockwise"):
+            t = trajectory(name, seed=seed, width=width)
+            assert np.abs(t.angle[stride:] - t.angle[:-stride]).min() >= 28
+        for name in ("ZoomIn", "ZoomOut"):
+            t = trajectory(name, seed=seed, width=width)
+            assert np.median(np.abs(t.size[stride:] - t.size[:-stride])) >= 5
+        floor = trajectory("BounceFloor", seed=seed, width=width)
+        assert len(floor.events) >= 2  # at least two bounces in 2 s
+
+
+def test_backgrounds_have_half_contrast():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        background = demo._make_background(rng, 64)
+        assert background.image.std(axis=(0, 1)).max() < 25  # texture, clutter and stripes, toned down
