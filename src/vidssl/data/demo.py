@@ -552,12 +552,15 @@ def held_out_groups(num_groups: int, fold: int) -> list[int]:
 
 def _run_tasks(function: Callable, tasks: list, workers: int | None) -> list:
     workers = min(workers or os.cpu_count() or 1, len(tasks))
-    _digits()  # load once here: forked workers inherit it instead of each importing scikit-learn
     if workers <= 1:
+        _digits()
         return [function(task) for task in tasks]
-    # fork is cheap and the children only use numpy/OpenCV/PyAV; elsewhere use the default
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    # Not "fork": a caller that has already run OpenCV or torch has live thread pools, and a forked
+    # child that touches them (cv2.setNumThreads, warpAffine) can wait forever on a lock held by a
+    # thread that no longer exists (seen in the test suite). "forkserver" forks from a clean server.
+    methods = multiprocessing.get_all_start_methods()
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    with multiprocessing.get_context(method).Pool(workers, initializer=_digits) as pool:
         return pool.map(function, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
 
 

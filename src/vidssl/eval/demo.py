@@ -96,15 +96,22 @@ def _pretrain(cfg, run_dir: Path, log: Callable[[str], None] = print) -> Path:
 
 
 def demo_protocol(settings: DemoSettings, run_dir: Path):
-    """The settings' view protocol with the clip geometry the encoder was pretrained on
-    (frames, stride, canvas, crop from ``run_dir/config.yaml``), so the features see what pretraining saw."""
+    """The settings' view protocol with the clip geometry the encoder was pretrained on (frames,
+    stride, canvas, crop from ``run_dir/config.yaml``) and its method's input normalisation (BraVe
+    feeds [0, 1] pixels, the BYOL family mean 0.45 / std 0.225), so the features see what
+    pretraining saw."""
     from vidssl.config import load_yaml
     from vidssl.eval.features import get_protocol
+    from vidssl.methods import METHODS
 
     method = load_yaml(run_dir / "config.yaml").get("method", {})
     canvas = int(method.get("canvas", 64))
+    normalisation = {}
+    method_class = METHODS.get(method.get("name", ""))
+    if method_class is not None:
+        normalisation = dict(mean=(method_class.input_mean,) * 3, std=(method_class.input_std,) * 3)
     return get_protocol(settings.views, num_frames=method.get("num_frames"), stride=method.get("stride"),
-                        canvas=(canvas, canvas), crop_size=method.get("crop_size"))
+                        canvas=(canvas, canvas), crop_size=method.get("crop_size"), **normalisation)
 
 
 class SideBySide(nn.Module):

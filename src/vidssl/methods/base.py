@@ -328,6 +328,11 @@ class SSLMethod(L.LightningModule):
     """
 
     Config: ClassVar[type] = MethodConfig
+    # Per-channel normalisation of the encoder's input after scaling pixels to [0, 1]. Feature
+    # extraction must use the same values (``vidssl demo`` reads them from here), or BatchNorm's
+    # running statistics no longer match what the encoder sees.
+    input_mean: ClassVar[float] = 0.45
+    input_std: ClassVar[float] = 0.225
 
     def __init__(self, config: PretrainConfig | dict, num_classes: int = 0, encoder: dict | None = None) -> None:
         super().__init__()

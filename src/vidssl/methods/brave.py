@@ -461,6 +461,8 @@ class Brave(SSLMethod):
     """BraVe (see the module docstring). ``self.encoder`` is the narrow video backbone."""
 
     Config = BraveConfig
+    input_mean = 0.0  # BraVe feeds pixels in [0, 1] (A4): no mean/std normalisation
+    input_std = 1.0
 
     def build(self) -> None:
         from vidssl.data.audio import LogMelSpectrogram

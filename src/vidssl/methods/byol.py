@@ -71,7 +71,7 @@ class BYOL(SSLMethod):
         steps += [t.ColorJitter(0.6, 0.6, 0.6, 0.15, p=0.8), t.RandomGrayscale(0.2)]
         if m.blur_p > 0:
             steps.append(t.GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=m.blur_p))
-        steps.append(t.Normalize(t.KINETICS_MEAN, t.KINETICS_STD))
+        steps.append(t.Normalize(self.input_mean, self.input_std))
         return t.Compose(steps)
 
     def build_predictor(self) -> nn.Module:
