@@ -95,7 +95,7 @@ def test_method_targets_are_frozen_ema_copies_and_probe_is_isolated():
     probe_loss, acc = method._probe_step(out["embedding"], fake_batch()["label"])
     probe_loss.backward()
     assert all(p.grad is None for p in method.encoder.parameters())
-    assert method.probe.weight.grad is not None and 0.0 <= float(acc) <= 1.0
+    assert method.probe[-1].weight.grad is not None and 0.0 <= float(acc) <= 1.0
 
 
 @pytest.mark.parametrize("name", ["byol", "fgkvmem"])
@@ -163,3 +163,14 @@ def test_default_augmentation_is_the_pyslowfast_view():
     assert torch.allclose(ours, reference, atol=1e-6)
     no_flip = METHODS["byol"](tiny_config("byol", flip_p=0.0, blur_p=0.0), num_classes=0)
     assert len(no_flip.augmentation.transforms) == len(method.augmentation.transforms) - 2
+
+
+def test_online_probe_standardises_the_embedding():
+    """The probe's BatchNorm has no parameters and makes the logits independent of the embedding's scale."""
+    from vidssl.methods.base import online_probe
+
+    torch.manual_seed(0)
+    probe = online_probe(6, 3)
+    assert [n for n, _ in probe.named_parameters()] == ["1.weight", "1.bias"]
+    x = torch.randn(16, 6)
+    assert torch.allclose(probe(x), probe(100.0 * x + 5.0), atol=1e-4)
