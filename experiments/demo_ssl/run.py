@@ -5,7 +5,8 @@ import numpy as np, torch
 torch.set_num_threads(int(__import__("os").environ.get("NT", "2")))
 import lab
 import os
-if os.environ.get("NCE"): import nce
+if os.environ.get("NCE"): import nce  # noqa: F401
+if os.environ.get("REV"): import rev  # noqa: F401
 from vidssl.methods import base
 from vidssl.methods.train import load_pretrain_config, pretrain
 from vidssl.models import load_encoder, build_random_encoder
