@@ -1,6 +1,4 @@
 """In-memory variants of the embedded dataset for the demo experiments (see README.md here)."""
-import sys, time, json, os
-from dataclasses import replace
 from pathlib import Path
 import numpy as np, torch, cv2
 from vidssl.data import demo as D

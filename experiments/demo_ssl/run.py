@@ -1,10 +1,14 @@
 """python run.py NAME VARIANT_JSON PRESET [overrides...]  -> prints probe acc pretrained vs random"""
-import sys, json, time, shutil
-sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
-import numpy as np, torch
-torch.set_num_threads(int(__import__("os").environ.get("NT", "2")))
-import lab
+import json
 import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
+torch.set_num_threads(int(os.environ.get("NT", "2")))
+import lab
 if os.environ.get("NCE"): import nce  # noqa: F401
 if os.environ.get("REV"): import rev  # noqa: F401
 from vidssl.methods import base

@@ -57,7 +57,7 @@ FPS = 25
 BACKGROUND_CONTRAST = 0.5  # texture/clutter/stripes scaled around the background's mean colour
 KEYFRAME_INTERVAL = 25
 MARKER_NAME = ".vidssl_demo.json"
-# 2: larger digits, motions twice as fast, half-contrast backgrounds (see "motion classes")
+# 2: larger digits, motions twice as fast, half-contrast backgrounds (module docstring, "Classes need time")
 FORMAT_VERSION = 2
 
 

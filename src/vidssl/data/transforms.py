@@ -799,22 +799,25 @@ class Normalize(ClipTransform):
 KINETICS_MEAN, KINETICS_STD = 0.45, 0.225
 
 
-def byol_video_augment(crop_size: int = 112, mean=KINETICS_MEAN, std=KINETICS_STD) -> Compose:
+def byol_video_augment(crop_size: int = 112, mean=KINETICS_MEAN, std=KINETICS_STD,
+                       crop_scale: tuple[float, float] = (0.2, 0.766), flip_p: float = 0.5,
+                       blur_p: float = 0.5) -> Compose:
     """PySlowFast ρBYOL / FGKVMemPred pretraining view (MoCo-v2 style), uint8 clips → normalised floats.
 
-    RandomResizedCrop area [0.2, 0.766], aspect [0.75, 1.333]; flip 0.5; ColorJitter(0.6,
-    0.6, 0.6, hue 0.15) with p 0.8; grayscale 0.2; blur σ ∈ [0.1, 2] with p 0.5 (13 taps,
-    enough for σ = 2; PySlowFast uses PIL's blur); normalise mean 0.45, std 0.225.
+    Defaults are PySlowFast's: RandomResizedCrop area [0.2, 0.766], aspect [0.75, 1.333]; flip
+    0.5; ColorJitter(0.6, 0.6, 0.6, hue 0.15) with p 0.8; grayscale 0.2; blur σ ∈ [0.1, 2] with
+    p 0.5 (13 taps, enough for σ = 2; PySlowFast uses PIL's blur); normalise mean 0.45, std
+    0.225. ``flip_p`` or ``blur_p`` of 0 leaves that step out.
     """
-    return Compose([
-        ToFloatClip(),
-        RandomResizedCrop(crop_size, scale=(0.2, 0.766), ratio=(0.75, 1.333)),
-        RandomHorizontalFlip(0.5),
-        ColorJitter(0.6, 0.6, 0.6, 0.15, p=0.8),
-        RandomGrayscale(0.2),
-        GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=0.5),
-        Normalize(mean, std),
-    ])
+    steps: list[ClipTransform] = [ToFloatClip(), RandomResizedCrop(crop_size, scale=tuple(crop_scale),
+                                                                   ratio=(0.75, 1.333))]
+    if flip_p > 0:
+        steps.append(RandomHorizontalFlip(flip_p))
+    steps += [ColorJitter(0.6, 0.6, 0.6, 0.15, p=0.8), RandomGrayscale(0.2)]
+    if blur_p > 0:
+        steps.append(GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=blur_p))
+    steps.append(Normalize(mean, std))
+    return Compose(steps)
 
 
 def _brave_view(crop_size: int) -> list[ClipTransform]:

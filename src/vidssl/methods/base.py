@@ -533,11 +533,19 @@ class SSLMethod(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        groups = split_decay_groups(self.param_groups(), cfg.optim.weight_decay)
-        if self.probe is not None:
-            groups.append({"name": "probe", "params": list(self.probe.parameters()), "lr": cfg.method.probe_lr,
-                           "weight_decay": 0.0, "lars_exclude": True, "scheduled": False})
-        optimizer = build_optimizer(cfg.optim, groups, device_type=self.device.type)
+        groups = split_decay_groups(self.param_groups(), cfg.optim.weight_decay) + self.probe_groups()
+        return self.start_schedule(build_optimizer(cfg.optim, groups, device_type=self.device.type))
+
+    def probe_groups(self) -> list[dict[str, Any]]:
+        """The online probe's optimiser group (its own fixed lr, no decay, no LARS, no schedule), if any."""
+        if self.probe is None:
+            return []
+        return [{"name": "probe", "params": list(self.probe.parameters()), "lr": self.cfg.method.probe_lr,
+                 "weight_decay": 0.0, "lars_exclude": True, "scheduled": False}]
+
+    def start_schedule(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Record each group's peak lr as ``base_lr`` and set the lr of step 0; from then on
+        :meth:`on_train_batch_start` sets it every step (groups with ``scheduled: False`` keep theirs)."""
         for group in optimizer.param_groups:
             group["base_lr"] = group["lr"]
             if group.get("scheduled", True):

@@ -563,9 +563,7 @@ class Brave(SSLMethod):
                 "lars_exclude": not g["lars"],
                 "adapt_vectors": g["lars"],
             })
-        if self.probe is not None:
-            groups.append({"name": "probe", "params": list(self.probe.parameters()), "lr": cfg.method.probe_lr,
-                           "weight_decay": 0.0, "lars_exclude": True, "scheduled": False})
+        groups += self.probe_groups()
         o = cfg.optim
         if o.name == "lars":
             optimizer = build_brave_lars(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
@@ -573,11 +571,7 @@ class Brave(SSLMethod):
                                          formula=o.lars_formula)
         else:
             optimizer = build_optimizer(o, groups, device_type=self.device.type)
-        for group in optimizer.param_groups:
-            group["base_lr"] = group["lr"]
-            if group.get("scheduled", True):
-                group["lr"] = group["base_lr"] * self._lr_factor(0)
-        return optimizer
+        return self.start_schedule(optimizer)
 
     def _lr_factor(self, step: int) -> float:
         """BraVe's schedule: linear warmup over ``method.warmup_steps`` optimiser steps (5k), then

@@ -59,20 +59,13 @@ class BYOL(SSLMethod):
         self.augmentation = self.build_augmentation()
 
     def build_augmentation(self) -> nn.Module:
-        """PySlowFast's ρBYOL view (``byol_video_augment``) with the crop scale, flip and blur
-        probabilities of the config: RandomResizedCrop → flip → colour jitter (p 0.8) → grayscale
-        (p 0.2) → Gaussian blur → normalise."""
-        from vidssl.data import transforms as t
+        """PySlowFast's ρBYOL view (:func:`~vidssl.data.transforms.byol_video_augment`) with the
+        config's crop scale, flip and blur probabilities and the method's input normalisation."""
+        from vidssl.data.transforms import byol_video_augment
 
         m = self.cfg.method
-        steps = [t.ToFloatClip(), t.RandomResizedCrop(m.crop_size, scale=tuple(m.crop_scale), ratio=(0.75, 1.333))]
-        if m.flip_p > 0:
-            steps.append(t.RandomHorizontalFlip(m.flip_p))
-        steps += [t.ColorJitter(0.6, 0.6, 0.6, 0.15, p=0.8), t.RandomGrayscale(0.2)]
-        if m.blur_p > 0:
-            steps.append(t.GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=m.blur_p))
-        steps.append(t.Normalize(self.input_mean, self.input_std))
-        return t.Compose(steps)
+        return byol_video_augment(m.crop_size, self.input_mean, self.input_std, crop_scale=tuple(m.crop_scale),
+                                  flip_p=m.flip_p, blur_p=m.blur_p)
 
     def build_predictor(self) -> nn.Module:
         m = self.cfg.method
