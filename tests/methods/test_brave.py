@@ -357,10 +357,20 @@ def test_every_configuration_forward_and_backward_on_demo_batch(demo_root):
         assert out["embedding"].shape == (2, method.embed_dim)
         assert 0.5 < float(out["loss"].detach()) < 1.5  # ≈ 1 at initialisation
         out["loss"].backward()
-        assert method.encoder.tsm_resnet_stem.weight.grad is not None
+        assert method.encoder.backbone.tsm_resnet_stem.weight.grad is not None  # residual-frame presets
         assert all(p.grad is not None for p in method.broad_backbones.parameters() if p.requires_grad)
     # V/VVV: the three broad video views are augmented independently
     assert not torch.equal(views[1], views[2])
+
+
+def test_residual_frames_reach_the_video_encoders_but_never_flow(demo_root):
+    from vidssl.models.backbones import ResidualFrames
+
+    method = _method("brave_vvvv_tiny", demo_root, "method.backbone_kwargs={residual_frames: true}")
+    assert isinstance(method.encoder, ResidualFrames)
+    assert isinstance(method.broad_backbones["video"], ResidualFrames)
+    method = _method("brave_vf_tiny", demo_root, "method.backbone_kwargs={residual_frames: true}")
+    assert not isinstance(method.broad_backbones["flow"], ResidualFrames)
 
 
 def test_flow_dataset_items_and_cache(demo_root):
@@ -388,15 +398,18 @@ def test_smoke_pretrain_every_configuration(key, demo_root, tmp_path):
                                                      "data.batch_size=4"])
     out = pretrain(cfg, tmp_path / key, log=lambda msg: None)
     encoder = load_encoder(out)
-    assert type(encoder).__name__ == "TSMResNet" and encoder.tsm_resnet_stem.in_channels == 3
+    # the tiny presets feed residual frames: the narrow TSM sits inside the ResidualFrames wrapper
+    assert type(encoder.backbone).__name__ == "TSMResNet" and encoder.backbone.tsm_resnet_stem.in_channels == 3
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    torch.testing.assert_close(encoder.state_dict()["tsm_resnet_stem.weight"], last["state_dict"]["encoder.tsm_resnet_stem.weight"])
+    torch.testing.assert_close(encoder.state_dict()["backbone.tsm_resnet_stem.weight"],
+                               last["state_dict"]["encoder.backbone.tsm_resnet_stem.weight"])
 
 
 def test_schedule_warms_up_in_steps_then_cosine(demo_root, monkeypatch):
     from vidssl.methods.brave import Brave
 
-    method = _method("brave_va_tiny", demo_root, "method.warmup_steps=10")
+    method = _method("brave_va_tiny", demo_root, "method.warmup_steps=10", "optim.name=lars", "optim.lr=1.0",
+                     "optim.weight_decay=0.01")
     monkeypatch.setattr(Brave, "total_steps", property(lambda self: 110))
     factors = [method._lr_factor(s) for s in (0, 5, 10, 60, 110)]
     assert factors == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])

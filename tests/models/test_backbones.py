@@ -374,3 +374,25 @@ def test_builder_kwargs_survive_json():
     assert build_backbone("swin3d_tiny", **json.loads(json.dumps({"window_size": (2, 2, 2)}))).embed_dim == 128
     r21d_kwargs = json.loads(json.dumps({"width": 8, "blocks": (1, 1, 1, 1)}))
     assert build_backbone("r2plus1d18_fgkv", **r21d_kwargs).embed_dim == 64
+
+
+def test_residual_frames_feed_the_backbone_frame_differences():
+    torch.manual_seed(0)
+    wrapped = build_backbone("r3d18_fgkv_tiny", residual_frames=True).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    expected = wrapped.backbone(x[:, :, 1:] - x[:, :, :-1])
+    assert torch.equal(wrapped(x), expected)
+    embedding, fmap = wrapped(x, return_features=True)
+    assert embedding.shape == (2, wrapped.embed_dim)
+    assert torch.equal(fmap, wrapped.backbone(x[:, :, 1:] - x[:, :, :-1], return_features=True)[1])
+    # a static clip (any background, any colour) has no residual: every such clip embeds alike
+    static = x[:, :, :1].expand(-1, -1, 8, -1, -1)
+    assert torch.allclose(wrapped(static), wrapped(torch.zeros_like(static)), atol=1e-6)
+
+
+def test_residual_frames_reject_single_frames_and_non_video_backbones():
+    wrapped = build_backbone("r3d18_fgkv_tiny", residual_frames=True)
+    with pytest.raises(ValueError, match="T ≥ 2"):
+        wrapped(torch.randn(1, 3, 1, 32, 32))
+    with pytest.raises(ConfigError, match="video backbones"):
+        build_backbone("audio_resnet9_tiny", residual_frames=True)

@@ -147,3 +147,12 @@ def test_save_refuses_unknown_names_and_non_json_kwargs(tmp_path):
     with pytest.raises(UserError, match="JSON"):
         save_encoder(model, tmp_path / "e.safetensors", name="audio_resnet9_tiny", kwargs={"width": object()})
     assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_residual_frames_round_trip(tmp_path):
+    kwargs = {"width": 4, "residual_frames": True}
+    model = trained_encoder("r3d18_fgkv_tiny", **kwargs)
+    save_encoder(model, tmp_path / "e.safetensors", name="r3d18_fgkv_tiny", kwargs=kwargs)
+    loaded = load_encoder(tmp_path / "e.safetensors")
+    assert loaded.backbone_kwargs == kwargs
+    assert_same_encoder(model, loaded)

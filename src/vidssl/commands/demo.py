@@ -12,7 +12,7 @@ EPILOG = """examples:
   vidssl demo                          # everything under ./vidssl-demo
   vidssl demo --out runs/demo --quick  # a short smoke run (< 2 minutes)
   vidssl demo --data data/demo         # reuse (or create) the dataset there
-  vidssl demo --preset byol_rho2_r3d18_demo_tiny --out runs/demo_byol
+  vidssl demo --preset fgkvmem_kvmem_r3d18_demo_tiny --out runs/demo_fgkv
   vidssl demo trainer.max_steps=100    # override the pretraining preset
 """
 
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data", help="dataset directory (default OUT/data; generated when missing)")
     parser.add_argument("--quick", action="store_true", help="a much shorter run (tiny dataset, a few steps) for smoke tests")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda")
-    parser.add_argument("--preset", help="pretraining preset (default fgkvmem_kvmem_r3d18_demo_tiny; e.g. byol_rho2_r3d18_demo_tiny)")
+    parser.add_argument("--preset", help="pretraining preset (default byol_rho2_r3d18_demo_tiny; e.g. fgkvmem_kvmem_r3d18_demo_tiny)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the pretraining preset")

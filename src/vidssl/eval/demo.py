@@ -49,7 +49,7 @@ DEMO_SETTINGS: dict[str, DemoSettings] = {
     # ≤ 10 minutes on 2 CPU cores, all steps together.
     "full": DemoSettings(
         dataset_size="default",
-        preset="fgkvmem_kvmem_r3d18_demo_tiny",
+        preset="byol_rho2_r3d18_demo_tiny",
         pretrain_overrides=[],
         views="demo",
         linear=LinearProbeConfig(epochs=60, warmup_epochs=5),
@@ -57,7 +57,7 @@ DEMO_SETTINGS: dict[str, DemoSettings] = {
     # `--quick`: a smoke run of every step (< 2 minutes), no claim about the margin.
     "quick": DemoSettings(
         dataset_size="tiny",
-        preset="fgkvmem_kvmem_r3d18_demo_tiny",
+        preset="byol_rho2_r3d18_demo_tiny",
         pretrain_overrides=["trainer.max_steps=4", "trainer.max_epochs=1", "data.batch_size=8", "data.num_workers=0"],
         views="demo_quick",
         linear=LinearProbeConfig(epochs=10, warmup_epochs=1),

@@ -481,6 +481,8 @@ class Brave(SSLMethod):
         if "flow" in kinds:
             name = m.flow_backbone or m.backbone
             kwargs = dict(m.flow_backbone_kwargs if m.flow_backbone else m.backbone_kwargs)
+            if not m.flow_backbone:  # flow already is motion: never difference it
+                kwargs.pop("residual_frames", None)
             kwargs.setdefault("in_channels", 2)
             backbones["flow"] = build_backbone(name, **kwargs)
         self.broad_backbones = nn.ModuleDict(backbones)
