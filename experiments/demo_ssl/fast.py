@@ -20,7 +20,7 @@ variant = {"size": 1.4, "speed": 2.0, "bgk": 0.5}
 vids, labels, groups = lab.build(variant, "v_bgk0.5_size1.4_speed2.0")
 tr = lab.split(groups)
 torch.manual_seed(seed)
-enc = build_random_encoder("r3d18_fgkv_tiny", width=width)
+enc = build_random_encoder("r3d18_fgkv_tiny", width=width, residual_frames=diff)
 rnd = copy.deepcopy(enc)
 D = enc.embed_dim
 proj = nn.Sequential(nn.Linear(D, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 128))
@@ -34,14 +34,6 @@ if not aug_on:
     aug = t.Compose([t.ToFloatClip(), t.CenterCrop(32), t.Normalize(0.45, 0.225)])
 x = lab.eval_clips(vids, frames, stride)
 rng = np.random.default_rng(seed); t0 = time.time(); hist = []
-class Diff(nn.Module):
-    """Temporal differences of the (normalised) clip: (B, C, T, H, W) -> (B, C, T-1, H, W)."""
-    def __init__(self, m):
-        super().__init__(); self.m = m; self.embed_dim = m.embed_dim
-    def forward(self, v):
-        return self.m(v[:, :, 1:] - v[:, :, :-1])
-if diff:
-    enc = Diff(enc); rnd = Diff(rnd)
 def emb(v):
     return F.normalize(proj(enc(v)), dim=1)
 for step in range(1, steps + 1):
