@@ -27,7 +27,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import yaml
 
@@ -89,6 +89,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        inner = _dict_of_dataclass(annotation)
+        if inner is not None:
+            return {str(k): _coerce(v, inner, f"{where}.{k}") for k, v in value.items()}
         return dict(value)
     if annotation is bool:
         if isinstance(value, bool):
@@ -181,20 +184,75 @@ def parse_override(text: str) -> tuple[str, str]:
     return key, value
 
 
-def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
-    """Return a copy of ``cfg`` with dotted ``key=value`` overrides applied and type-checked."""
+def _dict_of_dataclass(annotation: Any) -> type | None:
+    """The value dataclass of a ``dict[str, SomeDataclass]`` annotation, else None."""
+    if typing.get_origin(annotation) is dict:
+        args = typing.get_args(annotation)
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return args[1]
+    return None
+
+
+def _field_annotation(cfg: Any, parts: list[str]) -> Any:
+    """The annotation of dotted key ``parts`` in (nested) dataclass ``cfg``, reading entries of
+    ``dict[str, Dataclass]`` fields as ``field.NAME.key``; None if the key does not exist."""
+    cls: Any = type(cfg)
+    i = 0
+    while i < len(parts):
+        if not dataclasses.is_dataclass(cls) or parts[i] not in _hints(cls):
+            return None
+        annotation = _hints(cls)[parts[i]]
+        inner = _dict_of_dataclass(annotation)
+        if inner is not None and i + 1 < len(parts):
+            cls, i = inner, i + 2  # skip the entry name
+            if i == len(parts):
+                return inner
+            continue
+        cls, i = annotation, i + 1
+    return cls
+
+
+def apply_overrides(cfg: T, overrides: Iterable[str], build: Callable[[dict], T] | None = None,
+                    shorthands: Iterable[str] = ()) -> T:
+    """Return a copy of ``cfg`` with dotted ``key=value`` overrides applied and type-checked.
+
+    The one override parser of vidssl (pretraining, fine-tuning and the CLI use it):
+
+    - every key is checked; an unknown key is a ``ConfigError`` with the closest valid key;
+    - a mapping value (``method.backbone_kwargs="{width: 8}"``) is read as YAML;
+    - entries of a ``dict[str, Dataclass]`` field take ``field.NAME.key=value``
+      (e.g. ``streams.image.root=/data/imagenet``), creating entry NAME when needed;
+    - a bare key that is valid under one of ``shorthands`` (e.g. ``max_steps`` under ``trainer``)
+      is read as that one;
+    - ``build(plain_dict)`` rebuilds the config (default: ``from_dict(type(cfg), ...)``).
+    """
     data = to_dict(cfg)
     valid = all_keys(cfg)
     for text in overrides:
         key, value = parse_override(text)
         if key not in valid:
+            for prefix in shorthands:
+                if f"{prefix}.{key}" in valid:
+                    key = f"{prefix}.{key}"
+                    break
+        parts = key.split(".")
+        annotation = _field_annotation(cfg, parts) if key not in valid else None
+        if key not in valid and annotation is None:
             raise ConfigError(f"unknown config key '{key}'{_suggest(key, valid)}")
         node = data
-        parts = key.split(".")
         for part in parts[:-1]:
-            node = node[part]
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node
+            if node is None:
+                raise ConfigError(f"unknown config key '{key}'{_suggest(key, valid)}")
+        current = node.get(parts[-1]) if isinstance(node, dict) else None
+        if isinstance(current, dict) or typing.get_origin(annotation) is dict:
+            if value.strip().startswith("{"):
+                try:  # a mapping value such as method.backbone_kwargs="{width: 8}"
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    raise ConfigError(f"{key}: cannot read {value!r} as a mapping (write it like {{width: 8}})") from None
         node[parts[-1]] = value
-    return from_dict(type(cfg), data)
+    return build(data) if build is not None else from_dict(type(cfg), data)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -145,3 +145,73 @@ def info_nce_loss(query: Tensor, keys: Tensor, positive_index: Tensor, temperatu
     """
     logits = F.normalize(query, dim=-1) @ F.normalize(keys, dim=-1).T / temperature
     return F.cross_entropy(logits, positive_index)
+
+
+# ---- BraVe (Recasens et al., ICCV 2021) ----
+
+
+def safe_normalize(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """``x / max(||x||, eps)`` along the last dim, with a finite gradient at ``x = 0``.
+
+    BraVe's ``_safe_norm``: a norm at or below ``eps`` is replaced by ``eps``. The square root
+    is taken of a clamped squared norm so that the gradient never divides by zero.
+    """
+    sq = (x * x).sum(dim=-1, keepdim=True)
+    return x * torch.rsqrt(sq.clamp_min(eps * eps))
+
+
+def regression_loss(prediction: Tensor, target: Tensor, eps: float = 1e-5, mask: Tensor | None = None) -> Tensor:
+    """BraVe's regression term: ``mean_batch 0.5 · ||n(prediction) − n(sg(target))||²``.
+
+    Args:
+        prediction: ``B×D`` predictor output of one view.
+        target: ``B×D`` projection of the other view; gradients are stopped here.
+        mask: optional bool ``B``: average over these samples only (e.g. clips whose audio is
+            real); a mask with no sample gives 0 (with a zero gradient).
+
+    Returns a scalar; for non-zero vectors it equals ``mean(1 − cos(prediction, target))``, so
+    it lies in [0, 2], is ≈1 for unrelated random vectors (BraVe's init check) and 0 when
+    the two point the same way. ``regression_loss([1,2,3], [0,0,0]) == 0.5`` (A7).
+    """
+    if prediction.shape != target.shape or prediction.ndim != 2:
+        raise ValueError(
+            f"regression_loss expects two B×D tensors of the same shape, got {tuple(prediction.shape)} "
+            f"and {tuple(target.shape)}"
+        )
+    diff = safe_normalize(prediction, eps) - safe_normalize(target.detach(), eps)
+    per_sample = 0.5 * (diff * diff).sum(dim=-1)
+    if mask is None:
+        return per_sample.mean()
+    weights = mask.to(per_sample.dtype)
+    return (per_sample * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def brave_loss(narrow: tuple[Tensor, Tensor], broads: dict[str, tuple[Tensor, Tensor]],
+               masks: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Symmetric BraVe loss between the narrow view and every broad view.
+
+    Args:
+        narrow: ``(z, h)`` of the narrow view: projection and prediction, both ``B×128``.
+        broads: ``(z, h)`` per broad view name (e.g. ``{"broad_audio": (z, h)}``).
+        masks: optional bool ``B`` per broad view: the samples whose view holds real data (an
+            audio view without a track is left out of its two terms, not regressed as silence).
+
+    Returns ``{"loss": mean of all 2·len(broads) terms, "loss_<view>_to_narrow": …,
+    "loss_narrow_to_<view>": …}``. With one broad view this is BraVe's
+    ``mean([reg(h_b, sg(z_n)), reg(h_n, sg(z_b))])``.
+    """
+    if not broads:
+        raise ValueError("brave_loss needs at least one broad view")
+    masks = masks or {}
+    z_n, h_n = narrow
+    out: dict[str, Tensor] = {}
+    terms = []
+    for name, (z_b, h_b) in broads.items():
+        mask = masks.get(name)
+        b2n = regression_loss(h_b, z_n, mask=mask)
+        n2b = regression_loss(h_n, z_b, mask=mask)
+        out[f"loss_{name}_to_narrow"] = b2n
+        out[f"loss_narrow_to_{name}"] = n2b
+        terms += [b2n, n2b]
+    out["loss"] = torch.stack(terms).mean()
+    return out

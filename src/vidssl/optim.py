@@ -1,9 +1,12 @@
-"""Optimisers and schedules shared by every method: LARS, SGD, AdamW, warmup + cosine.
+"""Optimisers and schedules shared by every method: one LARS, SGD, AdamW, one schedule function.
 
-Parameter groups are plain dicts ``{"name", "params", "lr_mult"}`` (``lr_mult``
-scales the group's learning rate, e.g. BraVe's ×10 predictor). :func:`split_decay_groups`
-separates biases and normalisation parameters (``ndim ≤ 1``): they get no weight
-decay and, under LARS, no trust-ratio adaptation.
+A method returns fully specified parameter groups (:func:`param_group`): ``name``, ``params``,
+``lr_mult`` (scales the group's learning rate, e.g. BraVe's ×10 predictor), ``grad_mult``
+(scales its gradients before the step), ``weight_decay_mult`` (0 = no decay) and ``lars``
+(whether the LARS trust ratio and weight decay apply). :func:`default_param_groups` is the usual
+split: biases and normalisation parameters (``ndim ≤ 1``) get no weight decay and no LARS
+adaptation. :func:`build_optimizer` turns groups into an optimiser; :func:`lr_factor` is the one
+learning-rate schedule (warm-up in steps or epochs, two cosine shapes).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 import torch
+from torch import Tensor, nn
 
 from vidssl.errors import ConfigError
 
@@ -21,11 +25,15 @@ from vidssl.errors import ConfigError
 class OptimConfig:
     """Optimiser and learning-rate schedule.
 
-    ``lr`` is the peak learning rate of the whole run (not scaled by batch size here;
-    presets state the value the seed used for its global batch). Warmup is linear from
-    ``warmup_start_lr`` over ``warmup_epochs`` (a fraction of the run's steps equal to
-    ``warmup_epochs / trainer.max_epochs``, so a run cut short by ``max_steps`` keeps
-    the schedule's shape), then cosine to ``final_lr``, updated every step.
+    ``lr`` is the peak learning rate of the whole run (not scaled by batch size here; presets
+    state the value the seed used for its global batch). Warm-up is linear from
+    ``warmup_start_lr`` over ``warmup_steps`` optimiser steps or, when that is negative, over
+    ``warmup_epochs`` (a fraction of the run's steps equal to ``warmup_epochs /
+    trainer.max_epochs``, so a run cut short by ``max_steps`` keeps the schedule's shape).
+    ``schedule``: ``"cosine"`` = cosine from ``lr`` to ``final_lr`` over the steps after warm-up
+    (BraVe, optax ``warmup_cosine_decay_schedule``); ``"slowfast_cosine"`` = PySlowFast's cosine
+    over the whole run, warm-up rising linearly to the cosine's value at its end. The lr is set
+    every step as a pure function of the step.
     """
 
     name: Literal["lars", "sgd", "adamw"] = "lars"
@@ -36,27 +44,66 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     trust_coefficient: float = 0.001
     lars_formula: Literal["pyslowfast", "update_norm"] = "pyslowfast"
+    schedule: Literal["cosine", "slowfast_cosine"] = "cosine"
     warmup_epochs: float = 35.0
+    warmup_steps: int = -1
     warmup_start_lr: float = 0.001
     final_lr: float = 0.0
     grad_clip: float = 0.0
 
 
+def param_group(name: str, params: Iterable[Tensor], lr_mult: float = 1.0, grad_mult: float = 1.0,
+                weight_decay_mult: float = 1.0, lars: bool = True) -> dict[str, Any]:
+    """A fully specified parameter group (see the module docstring); trainable parameters only.
+
+    Example:
+        >>> g = param_group("predictor", nn.Linear(2, 2).parameters(), lr_mult=10.0)
+        >>> g["name"], g["lr_mult"], g["weight_decay_mult"], g["lars"], len(g["params"])
+        ('predictor', 10.0, 1.0, True, 2)
+    """
+    return {"name": name, "params": [p for p in params if p.requires_grad], "lr_mult": float(lr_mult),
+            "grad_mult": float(grad_mult), "weight_decay_mult": float(weight_decay_mult), "lars": bool(lars)}
+
+
+def is_bias_or_norm(name: str, param: Tensor) -> bool:
+    """Biases and normalisation parameters: 1-d tensors or names ending in ``.bias``."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def default_param_groups(name: str, named_params: Iterable[tuple[str, Tensor]], lr_mult: float = 1.0,
+                         grad_mult: float = 1.0) -> list[dict[str, Any]]:
+    """Two groups of one set of parameters: weights (decayed, LARS-adapted) and
+    ``<name>_no_decay`` (biases and norm parameters: no decay, no LARS). Empty groups are dropped.
+
+    Example:
+        >>> [(g["name"], g["weight_decay_mult"], g["lars"]) for g in default_param_groups("net", nn.Linear(2, 2).named_parameters())]
+        [('net', 1.0, True), ('net_no_decay', 0.0, False)]
+    """
+    named = [(n, p) for n, p in named_params if p.requires_grad]
+    weights = [p for n, p in named if not is_bias_or_norm(n, p)]
+    others = [p for n, p in named if is_bias_or_norm(n, p)]
+    groups = [param_group(name, weights, lr_mult, grad_mult),
+              param_group(f"{name}_no_decay", others, lr_mult, grad_mult, weight_decay_mult=0.0, lars=False)]
+    return [g for g in groups if g["params"]]
+
+
 class LARS(torch.optim.SGD):
     """SGD with momentum wrapped in layer-wise adaptive rate scaling (You et al., 2017).
 
-    For every parameter with ``ndim > 1`` in a group without ``lars_exclude``, the
-    gradient is replaced by ``(g + wd·w) · η · trust(w, g)`` before the SGD update, with
-    η = ``trust_coefficient`` and
+    For every parameter of a group with ``lars=True`` (the default), the gradient is replaced by
+    ``(g + wd·w) · η · trust(w, g)`` before the SGD update, with η = ``trust_coefficient``,
+    wd = the group's ``weight_decay`` and
 
     - ``formula="pyslowfast"`` (FGKVMemPred / PySlowFast ``LARS.step``):
       ``trust = ‖w‖ / (‖g‖ + wd·‖w‖ + eps)``;
-    - ``formula="update_norm"`` (BYOL/SimCLR reference implementations):
+    - ``formula="update_norm"`` (BYOL/SimCLR/BraVe reference implementations):
       ``trust = ‖w‖ / (‖g + wd·w‖ + eps)``.
 
-    When ``‖w‖`` or ``‖g‖`` is 0 the ratio is 1 (PySlowFast would freeze an all-zero
-    weight; we do not). Biases, norm parameters (``ndim ≤ 1``) and excluded groups get
-    neither weight decay nor adaptation. Weight decay is applied here, never by SGD.
+    When ``‖w‖`` or ``‖g‖`` is 0 the ratio is 1 (PySlowFast would freeze an all-zero weight; we
+    do not). Which parameters are adapted is decided by the groups alone, whatever their
+    shape, so one class serves the usual split (:func:`default_param_groups`) and BraVe's
+    released mask, which adapts only biases and BN parameters. Groups with ``lars=False`` are
+    plain SGD with their own ``weight_decay``.
 
     Example:
         >>> w = nn.Parameter(torch.tensor([[3.0, 4.0]]))
@@ -82,15 +129,18 @@ class LARS(torch.optim.SGD):
         self.formula = formula
         self.eps = eps
         params = list(params)
-        if params and isinstance(params[0], dict):
-            # A group's "weight_decay" becomes its LARS decay (folded into the gradient in step()).
-            params = [{**g, "lars_weight_decay": g.get("weight_decay", weight_decay), "weight_decay": 0.0} for g in params]
-        else:
-            params = [{"params": params, "lars_weight_decay": weight_decay}]
-        super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, nesterov=nesterov and momentum > 0)
+        if not params or not isinstance(params[0], dict):
+            params = [{"params": params}]
+        groups = []
+        for g in params:
+            adapted = bool(g.get("lars", True))
+            wd = g.get("weight_decay", weight_decay)
+            # adapted groups fold their decay into the gradient in step(); the others are plain SGD
+            groups.append({**g, "lars": adapted, "lars_weight_decay": wd if adapted else 0.0,
+                           "weight_decay": 0.0 if adapted else wd})
+        super().__init__(groups, lr=lr, momentum=momentum, weight_decay=0.0, nesterov=nesterov and momentum > 0)
         for group in self.param_groups:
             group.setdefault("trust_coefficient", trust_coefficient)
-            group.setdefault("lars_exclude", False)
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -99,64 +149,99 @@ class LARS(torch.optim.SGD):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            if group["lars_exclude"]:
+            if not group["lars"]:
                 continue
             wd = group["lars_weight_decay"]
             eta = group["trust_coefficient"]
             for p in group["params"]:
-                if p.grad is None or p.ndim <= 1:
+                if p.grad is None:
                     continue
                 g = p.grad
                 w_norm = torch.linalg.vector_norm(p)
                 g_norm = torch.linalg.vector_norm(g)
-                update = g.add(p, alpha=wd) if wd else g
+                update = g.add(p, alpha=wd) if wd else g.clone()
                 if self.formula == "pyslowfast":
                     denom = g_norm + wd * w_norm + self.eps
                 else:
                     denom = torch.linalg.vector_norm(update) + self.eps
                 ratio = torch.where((w_norm > 0) & (g_norm > 0), eta * w_norm / denom, torch.ones_like(w_norm))
-                p.grad = update.mul_(ratio) if update is not g else g.mul(ratio)
+                p.grad = update.mul_(ratio)
         super().step()
         return loss
 
 
-def split_decay_groups(groups: list[dict[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
-    """Split each ``{"name", "params", "lr_mult", ...}`` group into decayed (``ndim > 1``) and
-    non-decayed (biases, norm weights: ``ndim ≤ 1``) groups. Non-decayed groups get
-    ``weight_decay = 0`` and ``lars_exclude = True``. Empty groups are dropped.
-    """
-    out = []
-    for group in groups:
-        params = [p for p in group["params"] if p.requires_grad]
-        extra = {k: v for k, v in group.items() if k != "params"}
-        extra.setdefault("lr_mult", 1.0)
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        if decay:
-            out.append({**extra, "params": decay, "weight_decay": extra.get("weight_decay", weight_decay)})
-        if no_decay:
-            out.append({**extra, "name": f"{extra.get('name', 'group')}_no_decay", "params": no_decay,
-                        "weight_decay": 0.0, "lars_exclude": True})
-    return out
-
-
 def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]], device_type: str = "cpu") -> torch.optim.Optimizer:
-    """Build ``cfg.name`` over ``groups`` (already split by :func:`split_decay_groups`).
+    """Build ``cfg.name`` over fully specified ``groups`` (:func:`param_group`).
 
-    Each group's ``lr`` is ``cfg.lr · lr_mult`` (the schedule later multiplies it by the
-    warmup/cosine factor). SGD and AdamW use fused kernels on CUDA.
+    Each group's ``lr`` is ``cfg.lr · lr_mult`` unless the group sets ``lr`` itself (the online
+    probe) and its ``weight_decay`` is ``cfg.weight_decay · weight_decay_mult`` unless set. SGD
+    and AdamW use fused kernels on CUDA; they ignore the ``lars`` flag.
     """
-    groups = [{**g, "lr": g.get("lr", cfg.lr * g.get("lr_mult", 1.0))} for g in groups]
+    built = []
+    for g in groups:
+        g = {"lr_mult": 1.0, "grad_mult": 1.0, "weight_decay_mult": 1.0, "lars": True, **g}
+        g.setdefault("lr", cfg.lr * g["lr_mult"])
+        g.setdefault("weight_decay", cfg.weight_decay * g["weight_decay_mult"])
+        built.append(g)
     fused = device_type == "cuda"
     if cfg.name == "lars":
-        return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+        return LARS(built, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
                     trust_coefficient=cfg.trust_coefficient, formula=cfg.lars_formula)
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        return torch.optim.SGD(built, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                nesterov=cfg.nesterov and cfg.momentum > 0, fused=fused or None)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused or None)
+        return torch.optim.AdamW(built, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=fused or None)
     raise ConfigError(f"unknown optimizer '{cfg.name}' (expected lars, sgd or adamw)")
+
+
+def resolve_warmup_steps(cfg: OptimConfig, total_steps: int, max_epochs: int = 1) -> int:
+    """Warm-up length in steps: ``warmup_steps`` when >= 0, else ``warmup_epochs`` as a fraction of the run."""
+    if cfg.warmup_steps >= 0:
+        return min(cfg.warmup_steps, total_steps)
+    return int(round(total_steps * min(1.0, cfg.warmup_epochs / max(1, max_epochs))))
+
+
+def lr_factor(cfg: OptimConfig, step: float, total_steps: int, max_epochs: int = 1) -> float:
+    """The learning rate at ``step`` as a fraction of ``cfg.lr``: every scheduled group's peak lr
+    (``cfg.lr · lr_mult``) is multiplied by it. The one schedule of vidssl.
+
+    Example:
+        >>> cfg = OptimConfig(lr=1.0, warmup_steps=2, warmup_start_lr=0.0)
+        >>> [round(lr_factor(cfg, s, 10), 3) for s in (0, 1, 2, 6, 10)]
+        [0.0, 0.5, 1.0, 0.5, 0.0]
+        >>> slow = OptimConfig(lr=1.0, warmup_steps=0, schedule="slowfast_cosine")
+        >>> round(lr_factor(slow, 5, 10), 3)
+        0.5
+    """
+    if cfg.lr == 0:
+        return 0.0
+    warmup = resolve_warmup_steps(cfg, total_steps, max_epochs)
+    if cfg.schedule == "slowfast_cosine":
+        lr = slowfast_cosine(step, total_steps, warmup, cfg.lr, cfg.warmup_start_lr, cfg.final_lr)
+    else:
+        lr = warmup_cosine(step, total_steps, warmup, cfg.lr, cfg.warmup_start_lr, cfg.final_lr)
+    return lr / cfg.lr
+
+
+def slowfast_cosine(step: float, total_steps: float, warmup_steps: float, base_lr: float, start_lr: float = 0.0,
+                    final_lr: float = 0.0) -> float:
+    """PySlowFast's ``cosine`` policy with linear warm-up (``get_lr_at_epoch``): the cosine runs
+    over the whole run from step 0; during warm-up the lr rises linearly from ``start_lr`` to the
+    cosine's value at the end of warm-up (``COSINE_AFTER_WARMUP = False``).
+
+    Example:
+        >>> round(slowfast_cosine(0, 100, 5, 0.1, 1e-4), 6), round(slowfast_cosine(100, 100, 5, 0.1), 6)
+        (0.0001, 0.0)
+    """
+
+    def cosine(t: float) -> float:
+        progress = min(t, total_steps) / max(total_steps, 1)
+        return final_lr + (base_lr - final_lr) * (math.cos(math.pi * progress) + 1) * 0.5
+
+    if warmup_steps > 0 and step < warmup_steps:
+        return start_lr + (cosine(warmup_steps) - start_lr) * step / warmup_steps
+    return cosine(step)
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, base_lr: float, start_lr: float = 0.0,
@@ -185,27 +270,3 @@ def cosine_momentum(step: int, total_steps: int, base: float = 0.996, final: flo
     progress = min(1.0, step / max(1, total_steps))
     return final - (final - base) * (math.cos(math.pi * progress) + 1) / 2
 
-
-class WarmupCosineSchedule(torch.optim.lr_scheduler.LambdaLR):
-    """Per-step warmup + cosine for every group whose ``scheduled`` flag is true (default).
-
-    A group's lr becomes ``group_base_lr · warmup_cosine(step)/cfg.lr``; groups with
-    ``scheduled=False`` (the online probe) keep a constant lr.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int, warmup_steps: int,
-                 last_epoch: int = -1) -> None:
-        self.total_steps, self.warmup_steps = total_steps, warmup_steps
-        self.base_lr, self.start_lr, self.final_lr = cfg.lr, cfg.warmup_start_lr, cfg.final_lr
-        lambdas = [self._factor if g.get("scheduled", True) else _constant for g in optimizer.param_groups]
-        super().__init__(optimizer, lambdas, last_epoch=last_epoch)
-
-    def _factor(self, step: int) -> float:
-        if self.base_lr == 0:
-            return 0.0
-        lr = warmup_cosine(step, self.total_steps, self.warmup_steps, self.base_lr, self.start_lr, self.final_lr)
-        return lr / self.base_lr
-
-
-def _constant(step: int) -> float:
-    return 1.0

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from vidssl.data import index as index_module
-from vidssl.data.index import MANIFEST_NAME, Manifest, build_manifest, detect_format, load_manifest
+from vidssl.data.decode import VideoInfo
+from vidssl.data.index import (MANIFEST_NAME, Manifest, VideoRecord, build_manifest, check_annotations,
+                               detect_format, load_manifest)
 from vidssl.errors import DataError
 
 
@@ -274,3 +277,76 @@ def test_read_only_root_keeps_the_manifest_in_memory(tmp_path, place, monkeypatc
     assert len(manifest) == 1 and "pass out=" in caplog.text
     with pytest.raises(DataError, match="cannot write the manifest to .*choose another --out"):
         build_manifest(tmp_path, out=tmp_path / "m.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# annotations
+
+
+def probed(num_frames: int) -> VideoInfo:
+    return VideoInfo(duration=num_frames / 25, fps=25.0, num_frames=num_frames, width=64, height=48,
+                     has_audio=False, frames_counted=True)
+
+
+def test_annotated_record_roundtrips_through_the_manifest(tmp_path):
+    annotations = {
+        "shots": [[0, 12], [12, 30], [31, 50]],
+        "shot_labels": [0, 1, -1],
+        "captions": [{"start": 0.0, "end": 1.5, "text": "a man opens a door"}],
+        "imdb_id": "tt0000001",  # any other key a reader attaches is kept as it is
+    }
+    records = [VideoRecord("movies/tt0000001.mp4", 0, "film", {1: "train"}, info=probed(50), annotations=annotations),
+               VideoRecord("movies/plain.mp4", 0, "film", {1: "test"}, info=probed(50))]
+    manifest = Manifest(root=str(tmp_path), class_names=["film"], records=records, format="folder")
+    path = manifest.save(tmp_path / "m.json")
+    written = json.loads(path.read_text())["records"]
+    assert written[0]["annotations"] == annotations and "annotations" not in written[1]  # empty: not written
+    loaded = load_manifest(path)
+    assert loaded.records[0].annotations == annotations and loaded.records[1].annotations == {}
+    assert loaded.to_dict() == manifest.to_dict()
+
+
+def test_manifest_written_before_annotations_still_loads(tmp_path):
+    old = {"version": 1, "root": str(tmp_path), "format": "folder", "class_names": ["a"], "missing": [],
+           "records": [{"path": "a/x.mp4", "label": 0, "label_name": "a", "splits": {}, "info": probed(50).to_dict(),
+                        "error": None, "size": 10, "mtime": 1.0}]}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(old))
+    [record] = load_manifest(tmp_path).records
+    assert record.annotations == {} and record.info.num_frames == 50
+    assert record.to_dict() == old["records"][0]  # and it is saved as it was
+
+
+BAD_ANNOTATIONS = [
+    ({"shots": [[0, 10.5]]}, "shot 0 is [0, 10.5], not a [start_frame, end_frame) pair of ints"),
+    ({"shots": [[0, 10, 20]]}, "shot 0 is [0, 10, 20], not a [start_frame, end_frame) pair of ints"),
+    ({"shots": "0-10"}, "'shots' must be a list of [start_frame, end_frame) pairs"),
+    ({"shots": [[10, 10]]}, "shot 0 [10, 10) does not have 0 <= start < end"),
+    ({"shots": [[-5, 10]]}, "shot 0 [-5, 10) does not have 0 <= start < end"),
+    ({"shots": [[0, 10], [5, 20]]}, "shot 1 [5, 20) overlaps or comes before the previous shot"),
+    ({"shots": [[10, 20], [0, 5]]}, "shot 1 [0, 5) overlaps or comes before the previous shot"),
+    ({"shots": [[0, 30], [30, 51]]}, "shot 1 [30, 51) ends past the video's 50 frames"),
+    ({"shots": [[0, 10], [10, 20]], "shot_labels": [1]}, "shot_labels has 1 entries for 2 shots"),
+    ({"shot_labels": [0]}, "shot_labels has 1 entries for 0 shots"),
+    ({"shots": [[0, 10], [10, 20]], "shot_labels": [0, 2]}, "shot_labels[1] is 2, not 1"),
+    ({"shots": [[0, 10]], "shot_labels": [True]}, "shot_labels[0] is True, not 1"),
+]
+
+
+@pytest.mark.parametrize("annotations, problem", BAD_ANNOTATIONS)
+def test_bad_annotations_name_the_video_and_the_problem(tmp_path, annotations, problem):
+    record = VideoRecord("movies/tt0000001.mp4", info=probed(50), annotations=annotations)
+    expected = re.escape(f"annotations of movies/tt0000001.mp4: {problem}")
+    with pytest.raises(DataError, match=expected) as excinfo:
+        check_annotations(record)
+    one_line_error(excinfo)
+    # Loading a manifest checks every record; the message also names the manifest.
+    path = Manifest(root=str(tmp_path), class_names=[], records=[record]).save(tmp_path / "m.json")
+    with pytest.raises(DataError, match=re.escape(f"manifest {path}: ") + expected):
+        load_manifest(path)
+
+
+def test_shots_are_not_checked_against_an_unknown_frame_count():
+    check_annotations(VideoRecord("x.mp4", annotations={"shots": [[0, 10_000]], "shot_labels": [-1]}))
+    check_annotations(VideoRecord("x.mp4"))
+    with pytest.raises(DataError, match=r"annotations of x\.mp4 must be a mapping"):
+        check_annotations(VideoRecord("x.mp4", annotations=[[0, 10]]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,16 +11,22 @@ import pytest
 import torch
 from torch import nn
 
+from vidssl.data.index import Manifest, VideoRecord
 from vidssl.errors import ConfigError
 from vidssl.eval.features import (
     EncoderInfo,
     FeatureSet,
     ViewProtocol,
     build_train_augment,
+    cache_key,
+    clip_plan,
+    dataset_fingerprint,
     eval_views,
     extract_features,
     get_protocol,
+    protocol_for,
 )
+from vidssl.models.contract import InputContract
 
 
 def crop_offsets(protocol, height, width):
@@ -70,11 +77,10 @@ def test_train_augment_shapes():
 
 
 def test_protocol_temporal_starts_are_uniform():
-    from vidssl.data.sampling import UniformClipsPlan, ViewSpec
+    from vidssl.data.sampling import VideoShape
 
     protocol = get_protocol("fgkvmem")
-    view = ViewSpec("clip", protocol.num_frames, stride=protocol.stride, canvas=protocol.canvas)
-    selection = UniformClipsPlan(view, num_clips=protocol.temporal_clips).sample(num_frames=151, fps=30.0)
+    selection = clip_plan(protocol, augmented=False).sample(VideoShape(num_frames=151, fps=30.0))
     starts = selection.views["clip"].frame_indices[:, 0] + selection.start_frame
     span = (protocol.num_frames - 1) * protocol.stride + 1
     np.testing.assert_array_equal(starts, np.round(np.linspace(0, 151 - span, 10)).astype(int))
@@ -94,7 +100,7 @@ class FakeManifest:
     root = "/fake"
 
     def __init__(self, count):
-        self.records = [SimpleNamespace(path=f"v{i}.mp4", label=i % 2) for i in range(count)]
+        self.records = [SimpleNamespace(path=f"v{i}.mp4", label=i % 2, size=100, mtime=1.0) for i in range(count)]
 
     def subset(self, split="train", fold=1):
         return SimpleNamespace(records=self.records)
@@ -134,9 +140,9 @@ def factory(count, crash_after=None):
     return lambda manifest, protocol, split, fold, augmented, seed: FakeDataset(count, protocol, crash_after)
 
 
-def run(tmp_path, count=5, crash_after=None):
-    return extract_features(MeanEncoder(), EncoderInfo("fake", "abc"), FakeManifest(count), PROTOCOL, "test", 1,
-                            cache_dir=tmp_path, batch_size=2, chunk_size=2, progress=False,
+def run(tmp_path, count=5, crash_after=None, protocol=PROTOCOL, manifest=None):
+    return extract_features(MeanEncoder(), EncoderInfo("fake", "abc"), manifest or FakeManifest(count), protocol,
+                            "test", 1, cache_dir=tmp_path, batch_size=2, chunk_size=2, progress=False,
                             dataset_factory=factory(count, crash_after))
 
 
@@ -152,7 +158,7 @@ def test_extract_shapes_and_values(tmp_path):
 
 def test_cache_resume_then_hit(tmp_path):
     FakeDataset.reads = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="simulated kill"):
         run(tmp_path, crash_after=3)  # chunk 0 (items 0,1) saved, killed inside chunk 1
     assert len(list(tmp_path.glob("*/part_*.npz"))) == 1
     FakeDataset.reads = []
@@ -180,3 +186,81 @@ def test_featureset_roundtrip(tmp_path):
     back = FeatureSet.load(tmp_path)
     np.testing.assert_array_equal(back.features, fs.features)
     assert back.meta == {"a": 1}
+
+
+# ----------------------------------------------------------------------------- nothing stale
+def real_manifest(root, count=3):
+    """A vidssl Manifest over ``count`` small files that exist on disk (contents: their index)."""
+    root.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(count):
+        (root / f"v{i}.mp4").write_bytes(bytes([i]) * (10 + i))
+        records.append(VideoRecord(path=f"v{i}.mp4", label=i % 2, label_name=f"c{i % 2}", splits={1: "test"}))
+    return Manifest(str(root), ["c0", "c1"], records)
+
+
+def test_fingerprint_changes_when_one_video_is_touched_or_rewritten(tmp_path):
+    manifest = real_manifest(tmp_path / "data")
+    first = dataset_fingerprint(manifest, "test", 1)
+    assert dataset_fingerprint(manifest, "test", 1) == first  # stable while nothing changes
+    video = tmp_path / "data" / "v1.mp4"
+    stat = video.stat()
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # `touch`
+    touched = dataset_fingerprint(manifest, "test", 1)
+    assert touched != first
+    # Rewritten with other bytes (another size) but the old mtime put back: the size still tells.
+    video.write_bytes(b"\x01" * 99)
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert dataset_fingerprint(manifest, "test", 1) not in (first, touched)
+
+
+def test_fingerprint_uses_the_manifest_stamp_when_the_file_is_gone():
+    manifest = FakeManifest(3)  # paths that do not exist: the records' size/mtime are used
+    before = dataset_fingerprint(manifest, "test", 1)
+    manifest.records[2].mtime = 2.0
+    assert dataset_fingerprint(manifest, "test", 1) != before
+
+
+def test_touching_a_video_misses_the_cache(tmp_path):
+    FakeDataset.reads = []
+    manifest = real_manifest(tmp_path / "data", count=5)
+    first = run(tmp_path / "cache", manifest=manifest)
+    assert first.meta["cache"] == "miss"
+    assert run(tmp_path / "cache", manifest=manifest).meta["cache"] == "hit"
+    video = tmp_path / "data" / "v3.mp4"
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 5_000_000_000))
+    FakeDataset.reads = []
+    again = run(tmp_path / "cache", manifest=manifest)
+    assert again.meta["cache"] == "miss" and sorted(FakeDataset.reads) == [0, 1, 2, 3, 4]
+    assert again.meta["key"] != first.meta["key"]
+
+
+def test_cache_key_covers_the_normalisation(tmp_path):
+    other = dataclasses.replace(PROTOCOL, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    args = ("enc", "data", "test", 1, 0, 0)
+    assert cache_key("enc", PROTOCOL, *args[1:]) != cache_key("enc", other, *args[1:])
+    for field_name, value in [("crop_size", 4), ("stride", 2), ("num_frames", 3), ("crop_layout", "diagonal")]:
+        changed = dataclasses.replace(PROTOCOL, **{field_name: value})
+        assert cache_key("enc", changed, *args[1:]) != cache_key("enc", PROTOCOL, *args[1:]), field_name
+    FakeDataset.reads = []
+    normalised = run(tmp_path)
+    raw = run(tmp_path, protocol=other)
+    assert raw.meta["cache"] == "miss"  # not the features of the other normalisation
+    np.testing.assert_allclose(raw.features[:, 0, 0], np.arange(5) / 255.0, rtol=1e-6)
+    assert not np.allclose(raw.features, normalised.features)
+
+
+# ----------------------------------------------------------------------------- the contract reaches the encoder
+@pytest.mark.parametrize("mean, std", [((0.0,) * 3, (1.0,) * 3), ((0.45,) * 3, (0.225,) * 3)])
+def test_extracted_features_use_the_contract_normalisation(tmp_path, mean, std):
+    """BraVe feeds [0, 1] pixels, the BYOL family (x - 0.45) / 0.225: the encoder must see exactly that."""
+    contract = InputContract(mean=mean, std=std, num_frames=2, stride=1, canvas=10, crop_size=6, eval_views="demo_quick")
+    protocol = protocol_for(contract).protocol  # the demo geometry and normalisation of the contract
+    assert (protocol.num_frames, protocol.canvas, protocol.crop_size) == (2, (10, 10), 6)
+    FakeDataset.reads = []
+    result = extract_features(MeanEncoder(), EncoderInfo("fake", "abc", contract=contract.to_dict()), FakeManifest(4),
+                              protocol, "test", 1, cache_dir=tmp_path, progress=False, dataset_factory=factory(4))
+    expected = (np.arange(4) / 255.0 - mean[0]) / std[0]  # pixel value = video index
+    np.testing.assert_allclose(result.features[:, 0, :], np.repeat(expected[:, None], 3, axis=1), rtol=1e-5, atol=1e-6)
+    saved = FeatureSet.load(tmp_path / result.meta["key"]).meta
+    assert InputContract.from_dict(saved["input_contract"]) == contract and saved["protocol"]["mean"] == list(mean)

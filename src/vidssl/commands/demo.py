@@ -12,6 +12,7 @@ EPILOG = """examples:
   vidssl demo                          # everything under ./vidssl-demo
   vidssl demo --out runs/demo --quick  # a short smoke run (< 2 minutes)
   vidssl demo --data data/demo         # reuse (or create) the dataset there
+  vidssl demo --seed 1 --out runs/demo_s1 --data data/demo   # another training seed, same dataset
   vidssl demo --preset fgkvmem_kvmem_r3d18_demo_tiny --out runs/demo_fgkv
   vidssl demo trainer.max_steps=100    # override the pretraining preset
 """
@@ -27,7 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="a much shorter run (tiny dataset, a few steps) for smoke tests")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda")
     parser.add_argument("--preset", help="pretraining preset (default byol_rho2_r3d18_demo_tiny; e.g. fgkvmem_kvmem_r3d18_demo_tiny)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed: pretraining, random init, probes (default 0)")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="seed of the embedded dataset (default 0); --seed never regenerates an existing dataset")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the pretraining preset")
     parser.set_defaults(func=run)
@@ -42,7 +45,7 @@ def run(args) -> int:
     settings = dataclasses.replace(settings, preset=args.preset or settings.preset,
                                    pretrain_overrides=[*settings.pretrain_overrides, *args.overrides])
     report = run_demo(args.out, args.data, quick=args.quick, device=args.device, seed=args.seed,
-                      progress=not args.quiet, settings=settings)
+                      progress=not args.quiet, settings=settings, data_seed=args.data_seed)
     print_demo_table(report)
     print(f"report: {args.out}/report.json")
     return 0

@@ -3,6 +3,10 @@
 Protocols: ``svm`` (BraVe), ``linear`` (FGKVMemPred; cached features or augmented clips),
 ``finetune`` (GDT/STiCA or FGKVMemPred presets), ``knn``, ``retrieval``. Each writes
 ``OUT/report.json``, ``OUT/report.md`` and a confusion-matrix PNG where it has one.
+
+An encoder with an input contract is evaluated with the contract's view protocol (``--views``
+picks another clip geometry) and always with the contract's normalisation
+(:func:`vidssl.eval.views.protocol_for`); the orchestration is :mod:`vidssl.eval.protocols`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ EPILOG = """examples:
   vidssl eval retrieval --checkpoint runs/x --data data/ucf101 --out runs/x/retrieval
 """
 
+#: View protocol of an encoder without an input contract (random init, files written before contracts).
 DEFAULT_VIEWS = {"svm": "brave", "linear": "fgkvmem", "knn": "fgkvmem", "retrieval": "fgkvmem"}
 
 
@@ -33,7 +38,8 @@ def _common(parser: argparse.ArgumentParser, views: str | None) -> None:
     parser.add_argument("--split", default="1", help="official split: 1, 2, 3, a comma list or 'all' (default 1)")
     parser.add_argument("--out", required=True, help="report directory (report.json, report.md, PNGs)")
     if views is not None:
-        parser.add_argument("--views", default=views, help=f"view protocol (default {views}): brave, gdt, fgkvmem, demo, demo_quick")
+        parser.add_argument("--views", help=f"view protocol: brave, gdt, fgkvmem, demo, demo_quick (default: the "
+                            f"encoder's input contract's, else {views}); the normalisation always follows the contract")
         parser.add_argument("--clips", type=int, help="override K, temporal clips per test video")
         parser.add_argument("--crops", type=int, help="override S, spatial crops per clip")
         parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "vidssl" / "features"),
@@ -75,6 +81,7 @@ def register(subparsers) -> None:
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(finetune, None)
     finetune.add_argument("--preset", default="gdt", help="gdt (default), fgkvmem, fgkvmem_linear, tiny")
+    finetune.add_argument("--views", help="view protocol (default: the encoder's input contract's, else the preset's)")
     finetune.add_argument("--clips", type=int, help="override K, temporal clips per test video")
     finetune.add_argument("--crops", type=int, help="override S, spatial crops per clip")
     finetune.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=3 head_lr=0.01")
@@ -120,20 +127,46 @@ def _check_args(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
-def _features(args, encoder, info, manifest, protocol, split: str, fold: int, passes: int = 0):
-    from vidssl.eval.features import extract_features
+def _spec(args):
+    """The protocol spec of the command line, and the protocol the encoder falls back to without a contract."""
+    from vidssl.eval import protocols as P
 
-    return extract_features(
-        encoder, info, manifest, protocol, split, fold, passes=passes,
-        cache_dir=None if args.no_cache else args.cache_dir, device=args.device, batch_size=args.batch_size,
-        num_workers=args.num_workers, seed=args.seed, progress=not args.quiet,
-    )
+    if args.protocol == "finetune":
+        from vidssl.eval.finetune import finetune_config
+
+        cfg = finetune_config(args.preset, args.overrides)
+        explicit = any(o.split("=", 1)[0].strip() == "protocol" for o in args.overrides)  # protocol=NAME
+        return P.FinetuneSpec(cfg), args.views or (cfg.protocol if explicit else None), cfg.protocol
+    views = args.views
+    default = DEFAULT_VIEWS[args.protocol]
+    if args.protocol == "svm":
+        return P.SVMSpec(C=args.C, passes=args.passes), views, default
+    if args.protocol == "linear" and args.mode == "clips":
+        from vidssl.eval.finetune import finetune_config
+
+        cfg = finetune_config("fgkvmem_linear", [f"epochs={args.epochs}", f"head_lr={args.lr}",
+                                                 f"batch_size={args.train_batch_size}",
+                                                 f"warmup_epochs={args.warmup_epochs}", f"seed={args.seed}"])
+        return P.FinetuneSpec(cfg, per_epoch=False), views, default
+    if args.protocol == "linear":
+        from vidssl.eval.linear import LinearProbeConfig
+
+        cfg = LinearProbeConfig(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
+                                warmup_epochs=min(args.warmup_epochs, args.epochs),
+                                standardize=not args.no_standardize, seed=args.seed)
+        return P.LinearSpec(cfg, passes=args.passes), views, default
+    if args.protocol == "knn":
+        return P.KNNSpec(k=args.k, temperature=args.temperature, weighted=not args.unweighted), views, default
+    return P.RetrievalSpec(ks=args.ks), views, default
 
 
 def run(args) -> int:
+    import dataclasses
+
+    from vidssl.eval import protocols as P
     from vidssl.eval import report as reporting
-    from vidssl.eval.features import get_protocol, load_eval_encoder, open_dataset
-    from vidssl.eval.splits import parse_split, run_folds
+    from vidssl.eval.features import load_eval_encoder, open_dataset, protocol_for
+    from vidssl.eval.splits import parse_split
 
     _check_args(args)
     started = time.time()
@@ -141,134 +174,31 @@ def run(args) -> int:
     folds = parse_split(args.split, manifest.folds)
     encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed,
                                       backbone_kwargs=parse_backbone_kwargs(args.backbone_kwargs))
-    confusions: dict[int, object] = {}
+    spec, views, default = _spec(args)
+    choice = protocol_for(encoder, views, default=default, temporal_clips=args.clips, spatial_crops=args.crops)
+    protocol = choice.protocol
+    if isinstance(spec, P.FinetuneSpec):
+        spec.config = dataclasses.replace(spec.config, protocol=protocol.name)
     config: dict = {"protocol": args.protocol, "data": str(args.data), "folds": folds, "seed": args.seed}
-    views: dict = {}
-
     if args.protocol == "finetune":
-        from vidssl.config import to_dict
-        from vidssl.eval.finetune import finetune, finetune_config
-
-        cfg = finetune_config(args.preset, args.overrides)
-        overrides = {"temporal_clips": args.clips, "spatial_crops": args.crops}
-        views = get_protocol(cfg.protocol, **overrides).describe()
-        config.update(preset=args.preset, finetune=to_dict(cfg))
-
-        def one_fold(fold: int) -> dict:
-            import copy
-
-            result = finetune(copy.deepcopy(encoder), manifest, fold, cfg, out_dir=args.out, device=args.device,
-                              protocol_overrides=overrides, progress=not args.quiet)
-            confusions[fold] = result.confusion
-            return {**result.numbers(), "top1_per_epoch": {str(k): v for k, v in result.top1_per_epoch.items()}}
-
-    else:
-        protocol = get_protocol(args.views, temporal_clips=args.clips, spatial_crops=args.crops)
-        views = protocol.describe()
-        one_fold = _frozen_protocol(args, encoder, info, manifest, protocol, confusions, config)
-
-    headline, per_split = run_folds(folds, one_fold)
-    # Multi-split runs: headline = mean over splits; one confusion PNG per split.
-    if len(folds) == 1:
-        matrices = {"": confusions[folds[0]]} if confusions.get(folds[0]) is not None else {}
-    else:
-        matrices = {f"split{f}": m for f, m in confusions.items() if m is not None}
+        config["preset"] = args.preset
+    elif isinstance(spec, P.FinetuneSpec):
+        config["mode"] = "clips"
+    config.update(spec.describe(protocol))
+    extraction = P.Extraction(cache_dir=None if getattr(args, "no_cache", True) else args.cache_dir,
+                              device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
+                              seed=args.seed, progress=not args.quiet)
+    result = P.evaluate(spec, encoder, info, manifest, protocol, folds, extraction, out_dir=args.out)
     report = reporting.write_report(
-        args.out, args.protocol, headline, per_split=per_split, config=config, checkpoint=info.as_dict(),
-        views=views, dataset=str(manifest.root), confusions=matrices, class_names=manifest.class_names,
-        extra={"seconds": time.time() - started},
+        args.out, args.protocol, result.headline, per_split=result.per_split, config=config,
+        checkpoint=info.as_dict(), views=protocol.describe(), dataset=str(manifest.root),
+        confusions=result.confusion_images(), class_names=manifest.class_names,
+        extra={"seconds": time.time() - started, **choice.record()},
     )
     _print_summary(report, args.out)
+    for note in choice.notes:
+        print(f"note: {note}")
     return 0
-
-
-def _frozen_protocol(args, encoder, info, manifest, protocol, confusions, config):
-    """``fold -> numbers`` for the feature-based protocols (svm, linear features/clips, knn, retrieval)."""
-    num_classes = len(manifest.class_names)
-
-    if args.protocol == "svm":
-        from vidssl.eval.svm import evaluate_svm
-
-        passes = args.passes if args.passes is not None else max(protocol.train_passes, 1)
-        config.update(C=args.C, train_passes=passes)
-
-        def one_fold(fold: int) -> dict:
-            train = _features(args, encoder, info, manifest, protocol, "train", fold, passes)
-            test = _features(args, encoder, info, manifest, protocol, "test", fold)
-            results = evaluate_svm(train.features, train.labels, test.features, test.labels, C=args.C, num_classes=num_classes)
-            confusions[fold] = results[0].confusion
-            numbers = {"top1": results[0].top1, "top5": results[0].top5, "C": results[0].C}
-            if len(results) > 1:
-                numbers["sweep"] = {f"C={r.C:g}": {"top1": r.top1, "top5": r.top5} for r in results}
-                numbers["top1_best_C_on_test"] = max(r.top1 for r in results)
-            return numbers
-
-        return one_fold
-
-    if args.protocol == "linear" and args.mode == "clips":
-        import copy
-
-        from vidssl.config import to_dict
-        from vidssl.eval.finetune import finetune, finetune_config
-
-        cfg = finetune_config("fgkvmem_linear", [f"protocol={protocol.name}", f"epochs={args.epochs}",
-                                                 f"head_lr={args.lr}", f"batch_size={args.train_batch_size}",
-                                                 f"warmup_epochs={args.warmup_epochs}", f"seed={args.seed}"])
-        config.update(mode="clips", finetune=to_dict(cfg))
-        overrides = {"temporal_clips": args.clips, "spatial_crops": args.crops}
-
-        def one_fold(fold: int) -> dict:
-            result = finetune(copy.deepcopy(encoder), manifest, fold, cfg, out_dir=args.out, device=args.device,
-                              protocol_overrides=overrides, progress=not args.quiet)
-            confusions[fold] = result.confusion
-            return result.numbers()
-
-        return one_fold
-
-    if args.protocol == "linear":
-        from vidssl.config import to_dict
-        from vidssl.eval.linear import LinearProbeConfig, evaluate_linear
-
-        cfg = LinearProbeConfig(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
-                                warmup_epochs=min(args.warmup_epochs, args.epochs), standardize=not args.no_standardize,
-                                seed=args.seed)
-        passes = args.passes if args.passes is not None else protocol.train_passes
-        config.update(mode="features", linear=to_dict(cfg), train_passes=passes)
-
-        def one_fold(fold: int) -> dict:
-            train = _features(args, encoder, info, manifest, protocol, "train", fold, passes)
-            test = _features(args, encoder, info, manifest, protocol, "test", fold)
-            result = evaluate_linear(train.features, train.labels, test.features, test.labels, cfg, num_classes)
-            confusions[fold] = result.confusion
-            return {"top1": result.top1, "top5": result.top5, "train_loss": result.train_loss}
-
-        return one_fold
-
-    if args.protocol == "knn":
-        from vidssl.eval.knn import evaluate_knn
-
-        config.update(k=args.k, temperature=args.temperature, weighted=not args.unweighted)
-
-        def one_fold(fold: int) -> dict:
-            train = _features(args, encoder, info, manifest, protocol, "train", fold)
-            test = _features(args, encoder, info, manifest, protocol, "test", fold)
-            result = evaluate_knn(train.features, train.labels, test.features, test.labels, k=args.k,
-                                  temperature=args.temperature, weighted=not args.unweighted, num_classes=num_classes)
-            confusions[fold] = result.confusion
-            return {"top1": result.top1, "top5": result.top5}
-
-        return one_fold
-
-    from vidssl.eval.retrieval import recall_at_k
-
-    config.update(ks=args.ks)
-
-    def one_fold(fold: int) -> dict:
-        train = _features(args, encoder, info, manifest, protocol, "train", fold)
-        test = _features(args, encoder, info, manifest, protocol, "test", fold)
-        return recall_at_k(train.features, train.labels, test.features, test.labels, ks=args.ks)
-
-    return one_fold
 
 
 def _print_summary(report: dict, out: str) -> None:

@@ -1,4 +1,8 @@
-"""``vidssl extract``: features of a dataset from a frozen encoder, under a view protocol, cached on disk."""
+"""``vidssl extract``: features of a dataset from a frozen encoder, under a view protocol, cached on disk.
+
+An encoder with an input contract is fed the contract's view protocol by default and always the
+contract's normalisation (:func:`vidssl.eval.views.protocol_for`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ EPILOG = """examples:
   vidssl extract --backbone r3d18_fgkv_tiny --data data/demo --views demo --set train --passes 2 --out feats/rand_train
   vidssl extract --checkpoint runs/x --data data/ucf101 --views fgkvmem --split 2 --out feats/ucf_s2_test
 
-Writes OUT/features.npz (features N×V×D float32, labels N, indices N) and OUT/meta.json.
+Writes OUT/features.npz (features N×V×D float32, labels N, indices N) and OUT/meta.json (protocol,
+encoder, input contract or "none", dataset fingerprint, cache key).
 """
 
 
@@ -25,7 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--split", type=int, default=1, help="official split (fold) number (default 1)")
     parser.add_argument("--set", dest="subset", choices=["train", "test"], default="test", help="which half of the split")
-    parser.add_argument("--views", default="fgkvmem", help="view protocol: brave, gdt, fgkvmem, demo, demo_quick")
+    parser.add_argument("--views", help="view protocol: brave, gdt, fgkvmem, demo, demo_quick (default: the encoder's "
+                        "input contract's, else fgkvmem); the normalisation always follows the contract")
     parser.add_argument("--clips", type=int, help="override K, temporal clips per video")
     parser.add_argument("--crops", type=int, help="override S, spatial crops per clip")
     parser.add_argument("--passes", type=int, default=0, help="N augmented passes (one random clip each) instead of K×S views")
@@ -42,7 +48,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from vidssl.commands.eval import parse_backbone_kwargs
     from vidssl.errors import UserError
-    from vidssl.eval.features import extract_features, get_protocol, load_eval_encoder, open_dataset
+    from vidssl.eval.features import extract_features, load_eval_encoder, open_dataset, protocol_for
     from vidssl.eval.splits import parse_split
 
     if bool(args.checkpoint) == bool(args.backbone):
@@ -51,15 +57,18 @@ def run(args) -> int:
         raise UserError(f"--passes must be >= 0, got {args.passes}")
     manifest = open_dataset(args.data)
     (fold,) = parse_split(str(args.split), manifest.folds)
-    protocol = get_protocol(args.views, temporal_clips=args.clips, spatial_crops=args.crops)
     encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed,
                                       backbone_kwargs=parse_backbone_kwargs(args.backbone_kwargs))
+    choice = protocol_for(encoder, args.views, default="fgkvmem", temporal_clips=args.clips, spatial_crops=args.crops)
     features = extract_features(
-        encoder, info, manifest, protocol, args.subset, fold, passes=args.passes, cache_dir=args.cache_dir,
+        encoder, info, manifest, choice.protocol, args.subset, fold, passes=args.passes, cache_dir=args.cache_dir,
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
         progress=not args.quiet,
     )
+    features.meta.update(choice.record())
     path = features.save(args.out)
+    for note in choice.notes:
+        print(f"note: {note}")
     n, v, d = features.features.shape
     print(f"{n} videos × {v} views × {d} dims ({features.meta.get('cache')} in cache) -> {path}")
     return 0

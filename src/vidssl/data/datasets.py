@@ -1,32 +1,41 @@
-"""The map-style video dataset: manifest + clip plan -> dict items, decoded once per item.
+"""The map-style dataset: manifest + plan -> dict items, each decoded once.
 
 Item layout (see ``docs/interfaces.md``)::
 
-    {"video": {view: uint8 T×H×W×C  (K×T×H×W×C for multi-clip plans)},
-     "audio": {view: float32 N      (K×N)},      # only views with audio_seconds > 0
-     "has_audio": bool tensor,                   # False: the file has no audio (audio views are zeros)
-     "label": int64, "index": int64,             # index of the record actually used
-     "skipped": tuple of paths skipped to produce this item}
+    {"clips": {view: tensor},        # per kind: see vidssl.data.sampling
+     "valid": {view: bool tensor},   # False: the view holds no real data (audio missing or cut short)
+     "label": int64, "index": int64, # index of the record actually used
+     "skipped": tuple of paths skipped to produce this item,
+     **extras}                       # per-item arrays of the plan (e.g. a shot window's shot_labels)
 
-Workers only decode and resize (short side, then centre crop to the view's canvas);
-augmentation happens batched on the device (``vidssl.data.transforms``).
+With ``repeats = k`` an item is a list of k such dicts sampled from ONE decode of one video
+(repeated augmentation, as VideoMAE/AVION do); :func:`collate` flattens them into the batch.
 
-Determinism: the random draws of item ``i`` come from ``numpy.random.default_rng((seed,
-epoch, i, attempt))``, so they depend on neither the worker nor the rank; use
-:meth:`VideoDataset.set_epoch` each epoch (it writes a shared-memory counter, so it also
-reaches persistent DataLoader workers).
+Workers only decode and resize (short side, then centre crop to the view's canvas); every view
+is cut from the decoded span by the slicer of its kind (:data:`SLICERS`, a plain dict).
+Augmentation happens batched on the device (``vidssl.data.transforms``).
 
-Corrupt files: the item is replaced by another record drawn deterministically from the same
-generator, the path is logged once per process (``logging`` warning), kept in the process's
-:meth:`failures`, and travels with the batch in ``batch["skipped"]`` (:func:`collate` joins
-the lists), so the main process can aggregate what every worker skipped by passing each
-batch to :meth:`VideoDataset.note_batch` (the training loop does).
+Audio is never silently zero: an audio view whose file has no track, whose track decodes to
+nothing, or whose span the track does not fully cover has ``valid[view] = False`` (its samples
+are zeros); methods that need audio drop or mask those items.
+
+Determinism: the random draws of item ``i`` in pass ``p`` come from
+``numpy.random.default_rng((seed, p, i, attempt))``, independent of worker and rank. A sampler
+asks for pass ``p`` by passing the index ``p · len(dataset) + i``
+(:class:`vidssl.data.samplers.StreamSampler` does); plain indices use :meth:`set_epoch`'s pass.
+
+Corrupt files: the item is replaced by another item drawn deterministically from the same
+generator, the path is logged once per process, kept in :meth:`failures`, and travels with the
+batch in ``batch["skipped"]`` so the main process can aggregate what every worker skipped
+(:meth:`note_batch`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,10 +44,10 @@ from torch.utils.data import Dataset, default_collate
 
 from vidssl.data.decode import get_decoder, resized_size
 from vidssl.data.index import Manifest, VideoRecord
-from vidssl.data.sampling import ClipPlan, SpanSelection
+from vidssl.data.sampling import ClipPlan, SpanSelection, ViewSelection
 from vidssl.errors import DataError, VideoDecodeError
 
-__all__ = ["VideoDataset", "collate", "fit_canvas"]
+__all__ = ["VideoDataset", "collate", "fit_canvas", "SLICERS", "SliceContext"]
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +75,110 @@ def fit_canvas(frames: torch.Tensor, canvas: tuple[int, int] | None) -> torch.Te
     return frames[..., top : top + canvas[0], left : left + canvas[1], :].contiguous()
 
 
+# --------------------------------------------------------------------------------------------
+# Slicers: one per view kind
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SliceContext:
+    """What the slicers of one item share: the decoded span once, and lazily decoded audio/flow."""
+
+    dataset: "VideoDataset"
+    path: str
+    info: Any
+    selection: SpanSelection
+    frames: torch.Tensor | None = None  # decoded frames at ``wanted`` (uint8 N×H×W×C)
+    wanted: np.ndarray | None = None  # sorted span indices of ``frames``
+    audio: dict[int, tuple[torch.Tensor | None, bool]] = field(default_factory=dict)  # rate -> (N, padded)
+
+    def span_audio(self, rate: int) -> tuple[torch.Tensor | None, bool]:
+        """The span's mono audio at ``rate`` (None when the file has no track) and whether it was padded."""
+        if rate not in self.audio:
+            if not self.info.has_audio:
+                self.audio[rate] = (None, False)
+            else:
+                fps, sel = self.info.fps, self.selection
+                self.audio[rate] = self.dataset.decoder.decode_audio(self.path, sel.start_frame / fps,
+                                                                     sel.end_frame / fps, rate)
+        return self.audio[rate]
+
+
+def slice_frames(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bool]:
+    """Video/image views: the view's frames from the decoded span, fitted to its canvas."""
+    positions = torch.from_numpy(np.searchsorted(ctx.wanted, view.frame_indices))
+    return fit_canvas(ctx.frames[positions], view.spec.canvas), True
+
+
+def slice_audio(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bool]:
+    """Audio views: ``N`` (or ``K×N``) samples from the view's start; invalid when not all real."""
+    spec, sel = view.spec, ctx.selection
+    rate = spec.sample_rate
+    count = int(round(spec.seconds * rate))
+    starts = np.atleast_1d(view.audio_starts)
+    span_audio, padded = ctx.span_audio(rate)
+    valid = span_audio is not None and span_audio.numel() > 0 and not padded
+    if not valid:
+        out = torch.zeros(len(starts), count)
+    else:
+        first = np.round(starts * rate).astype(np.int64)[:, None] + np.arange(count)[None, :]
+        n = span_audio.numel()
+        if sel.looped:
+            # Loop the audio like the frames: wrap over the audio of the whole video.
+            period = max(1, min(n, int(round(sel.num_frames / ctx.info.fps * rate))))
+            out = span_audio[torch.from_numpy(first % period)]
+        else:
+            beyond = first >= n
+            # more than 1 % of the view past the end of the decoded audio: cut short
+            valid = bool(beyond.mean() <= 0.01)
+            out = span_audio[torch.from_numpy(np.clip(first, 0, n - 1))]
+            out[torch.from_numpy(beyond)] = 0.0
+    if spec.reverse:
+        out = out.flip(-1)
+    return (out[0] if np.ndim(view.audio_starts) == 0 else out), bool(valid)
+
+
+def slice_flow(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bool]:
+    """Flow views: cached optical flow at the view's source frames, ``2×T×H×W`` in [-1, 1]."""
+    from vidssl.data.flow import flow_view
+
+    options = view.spec.flow
+    try:
+        cached = ctx.dataset.flow_cache(options).get(ctx.path)
+    except (OSError, ValueError) as exc:
+        raise VideoDecodeError(ctx.path, f"optical flow failed: {exc}") from None
+    # indices into the decoded span -> source frames (a looped span starts at frame 0)
+    frames = cached.frames(ctx.selection.start_frame + view.frame_indices)
+    canvas = view.spec.canvas or cached.codes.shape[1:3]
+    return torch.from_numpy(flow_view(frames, tuple(canvas), options.max_pixels)), True
+
+
+#: How each view kind is cut from a decoded item: kind -> slicer(context, view) -> (tensor, valid).
+SLICERS: dict[str, Callable[[SliceContext, ViewSelection], tuple[torch.Tensor, bool]]] = {
+    "video": slice_frames,
+    "image": slice_frames,
+    "audio": slice_audio,
+    "flow": slice_flow,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset
+# --------------------------------------------------------------------------------------------
+
+
 class VideoDataset(Dataset):
-    """Map-style dataset over a manifest and a clip plan.
+    """Map-style dataset over a manifest and a plan.
 
     Args:
         manifest: from :func:`vidssl.data.index.build_manifest` / ``load_manifest``.
-        plan: a :class:`~vidssl.data.sampling.ClipPlan`.
+        plan: a :class:`~vidssl.data.sampling.ClipPlan`; its ``item_keys`` decide how many items
+            a record gives (one per video, or one per shot for a shot window).
         split, fold: keep only ``manifest.subset(split, fold)`` (None: all records).
         decoder: backend name for :func:`~vidssl.data.decode.get_decoder`.
         seed: base seed of every random draw.
+        repeats: k > 1 makes each item a list of k samples of one video, decoded once.
         max_retries: replacement items tried after a corrupt file before giving up.
-        audio_rate: sample rate of the audio views (Hz).
         decoder_kwargs: passed to the decoder (e.g. ``thread_count``).
 
     Records whose probe failed in the manifest are left out up front (and listed by
@@ -91,8 +193,8 @@ class VideoDataset(Dataset):
         fold: int = 1,
         decoder: str = "pyav",
         seed: int = 0,
+        repeats: int = 1,
         max_retries: int = 10,
-        audio_rate: int = 16000,
         decoder_kwargs: dict | None = None,
     ):
         source = manifest.subset(split, fold) if split is not None else manifest
@@ -101,19 +203,25 @@ class VideoDataset(Dataset):
         self._failures: dict[str, str] = {self.manifest.resolve(r): r.error for r in source.records if r.error is not None}
         if not self.records:
             raise DataError(f"no readable videos in {manifest.root} (split={split}, fold={fold}); run `vidssl data check` on it")
+        if repeats < 1:
+            raise DataError(f"repeats must be >= 1, got {repeats}")
         self.plan = plan
+        self.items: list[tuple[int, Any]] = [(i, key) for i, r in enumerate(self.records) for key in plan.item_keys(r)]
+        if not self.items:
+            raise DataError(f"the plan yields no items from the {len(self.records)} videos of {manifest.root}")
         self.decoder_name = decoder
         self.decoder_kwargs = dict(decoder_kwargs or {})
         self.decoder = get_decoder(decoder, **self.decoder_kwargs)
         self.seed = int(seed)
+        self.repeats = int(repeats)
         self.max_retries = int(max_retries)
-        self.audio_rate = int(audio_rate)
+        self._flow_caches: dict[Any, Any] = {}
         # Shared memory so set_epoch reaches DataLoader workers (also persistent ones).
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._logged: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
     @property
     def class_names(self) -> list[str]:
@@ -121,15 +229,24 @@ class VideoDataset(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        return [r.label for r in self.records]
+        return [self.records[i].label for i, _ in self.items]
 
     def set_epoch(self, epoch: int) -> None:
-        """Change the random draws for a new epoch (call it as you call DistributedSampler.set_epoch)."""
+        """The pass whose draws plain indices (``< len(self)``) get."""
         self._epoch.fill_(int(epoch))
 
     @property
     def epoch(self) -> int:
         return int(self._epoch.item())
+
+    def flow_cache(self, options):
+        """The flow cache of ``options`` (one per method/resolution), under the dataset root."""
+        key = (options.method, options.short_side)
+        if key not in self._flow_caches:
+            from vidssl.data.flow import FlowCache
+
+            self._flow_caches[key] = FlowCache(self.manifest.root, method=options.method, short_side=options.short_side)
+        return self._flow_caches[key]
 
     def failures(self) -> dict[str, str]:
         """Paths skipped so far in THIS process (and batches passed to :meth:`note_batch`) -> reason."""
@@ -140,24 +257,28 @@ class VideoDataset(Dataset):
         for path in batch.get("skipped", ()):
             self._failures.setdefault(path, "skipped by a DataLoader worker")
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> dict | list[dict]:
         index = int(index)
+        epoch, index = divmod(index, len(self.items)) if index >= len(self.items) else (self.epoch, index)
         skipped: list[str] = []
         current = index
         for attempt in range(self.max_retries + 1):
-            rng = np.random.default_rng((self.seed, self.epoch, index, attempt))
-            record = self.records[current]
+            rng = np.random.default_rng((self.seed, epoch, index, attempt))
+            record_index, key = self.items[current]
+            record = self.records[record_index]
             try:
-                item = self._load(record, rng)
+                samples = self._load(record, key, rng)
             except VideoDecodeError as exc:
                 self._skip(exc.path, exc.reason)
                 skipped.append(exc.path)
-                current = int(rng.integers(len(self.records)))
+                current = int(rng.integers(len(self.items)))
                 continue
-            item["label"] = torch.tensor(record.label, dtype=torch.int64)
-            item["index"] = torch.tensor(current, dtype=torch.int64)
-            item["skipped"] = tuple(skipped)
-            return item
+            for sample in samples:
+                sample["label"] = torch.tensor(record.label, dtype=torch.int64)
+                sample["index"] = torch.tensor(record_index, dtype=torch.int64)
+                sample["skipped"] = tuple(skipped)
+                skipped = []  # reported once per item
+            return samples[0] if self.repeats == 1 else samples
         raise DataError(f"{self.max_retries + 1} unreadable videos in a row (last: {skipped[-1]}); "
                         "run `vidssl data check` on the dataset")
 
@@ -167,84 +288,72 @@ class VideoDataset(Dataset):
             self._logged.add(path)
             log.warning("skipping unreadable video %s: %s", path, reason)
 
-    def _load(self, record: VideoRecord, rng: np.random.Generator) -> dict:
+    def _load(self, record: VideoRecord, key: Any, rng: np.random.Generator) -> list[dict]:
         path = self.manifest.resolve(record)
-        info = record.info
-        if info is None:  # manifest built without probing
+        if record.info is None:  # manifest built without probing
             from vidssl.data.decode import probe
 
-            info = record.info = probe(path)
-        selection = self.plan.sample(info.num_frames, info.fps, rng)
-        return self._slice(path, info, selection)
+            record.info = probe(path)
+        selections = [self.plan.sample(record, rng, key) for _ in range(self.repeats)]
+        return self._slice(path, record.info, selections)
 
-    def _decode_short_side(self, info, selection: SpanSelection) -> int | None:
+    def _decode_short_side(self, info, selections: list[SpanSelection]) -> int | None:
         """Decode at the largest scale any view needs (views that need less are resized again).
 
         Upscaling also happens here: swscale at decode time is far cheaper than a torch resize.
         """
-        canvases = [v.spec.canvas for v in selection.views.values()]
+        canvases = [v.spec.canvas for s in selections for v in s.views.values() if v.spec.decodes_frames]
         if any(c is None for c in canvases):
             return None
         short = max(_cover_short_side(info.height, info.width, c) for c in canvases)
         return short if short != min(info.height, info.width) else None
 
-    def _slice(self, path: str, info, selection: SpanSelection) -> dict:
-        fps = info.fps
-        wanted = np.unique(np.concatenate([v.frame_indices.reshape(-1) for v in selection.views.values()]))
-        short_side = self._decode_short_side(info, selection)
+    def _decode_frames(self, path: str, info, selections: list[SpanSelection]) -> tuple[torch.Tensor, np.ndarray]:
+        """Decode every source frame any video/image view of ``selections`` needs, once.
+
+        Returns the frames (uint8 ``N×H×W×C``) and their sorted absolute source indices.
+        """
+        absolute = [s.start_frame + v.frame_indices.reshape(-1) for s in selections for v in s.views.values()
+                    if v.spec.decodes_frames]
+        wanted = np.unique(np.concatenate(absolute))
+        short_side = self._decode_short_side(info, selections)
         # Decode once per run of nearby frames: usually one run, the whole covering span. Clips far
-        # apart (e.g. rho clips at both ends of a long video) are decoded separately, because
-        # seeking costs about one keyframe interval while decoding the gap costs the whole gap.
-        max_gap = (info.keyframe_interval or fps) + 8
+        # apart (e.g. clips at both ends of a long video, or the shots of a window) are decoded
+        # separately, because seeking costs about one keyframe interval while decoding the gap
+        # costs the whole gap.
+        max_gap = (info.keyframe_interval or info.fps) + 8
         runs = np.split(wanted, np.flatnonzero(np.diff(wanted) > max_gap) + 1)
         pieces = []
         for run in runs:
-            first, last = selection.start_frame + int(run[0]), selection.start_frame + int(run[-1])
-            clip = self.decoder.decode(path, first / fps, (last + 1) / fps, short_side=short_side,
+            first, last = int(run[0]), int(run[-1])
+            clip = self.decoder.decode(path, first / info.fps, (last + 1) / info.fps, short_side=short_side,
                                        frame_indices=run - run[0])
             pieces.append(clip.frames)
-        frames = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-        span_audio = None
-        need_audio = any(v.spec.audio_seconds > 0 for v in selection.views.values())
-        if info.has_audio and need_audio:
-            span_audio, _ = self.decoder.decode_audio(path, selection.start_frame / fps, selection.end_frame / fps,
-                                                      self.audio_rate)
-        video, audio = {}, {}
-        for name, view in selection.views.items():
-            positions = torch.from_numpy(np.searchsorted(wanted, view.frame_indices))
-            video[name] = fit_canvas(frames[positions], view.spec.canvas)  # T×H×W×C or K×T×H×W×C
-            if view.spec.audio_seconds > 0:
-                audio[name] = self._audio(span_audio, view, selection, info)
-        has_audio = span_audio is not None if need_audio else bool(info.has_audio)
-        return {"video": video, "audio": audio, "has_audio": torch.tensor(has_audio)}
+        return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)), wanted
 
-    def _audio(self, span_audio, view, selection: SpanSelection, info) -> torch.Tensor:
-        """The view's audio (``N`` or ``K×N``) cut from the span's audio; zeros when the file has none."""
-        rate = self.audio_rate
-        count = int(round(view.spec.audio_seconds * rate))
-        starts = np.atleast_1d(view.audio_starts)
-        if span_audio is None:
-            out = torch.zeros(len(starts), count)
-        else:
-            first = np.round(starts * rate).astype(np.int64)[:, None] + np.arange(count)[None, :]
-            n = span_audio.numel()
-            if selection.looped:
-                # Loop the audio like the frames: wrap over the audio of the whole video.
-                period = max(1, min(n, int(round(selection.num_frames / info.fps * rate))))
-                idx = torch.from_numpy(first % period)
-                out = span_audio[idx]
-            else:
-                idx = torch.from_numpy(np.clip(first, 0, max(n - 1, 0)))
-                out = span_audio[idx] if n else torch.zeros(len(starts), count)
-                out[torch.from_numpy(first >= n)] = 0.0
-        if view.spec.reverse:
-            out = out.flip(-1)
-        return out[0] if np.ndim(view.audio_starts) == 0 else out
+    def _slice(self, path: str, info, selections: list[SpanSelection]) -> list[dict]:
+        frames = wanted = None
+        if any(v.spec.decodes_frames for s in selections for v in s.views.values()):
+            frames, wanted = self._decode_frames(path, info, selections)
+        samples = []
+        for selection in selections:
+            ctx = SliceContext(self, path, info, selection, frames,
+                               None if wanted is None else wanted - selection.start_frame)
+            clips, valid = {}, {}
+            for name, view in selection.views.items():
+                clips[name], is_valid = SLICERS[view.spec.kind](ctx, view)
+                valid[name] = torch.tensor(is_valid)
+            sample = {"clips": clips, "valid": valid}
+            sample.update({k: torch.as_tensor(v) for k, v in selection.extras.items()})
+            samples.append(sample)
+        return samples
 
 
-def collate(items: list[dict]) -> dict:
-    """``default_collate`` for tensors; ``skipped`` paths are concatenated into one list."""
-    skipped = [p for item in items for p in item.get("skipped", ())]
-    batch = default_collate([{k: v for k, v in item.items() if k != "skipped"} for item in items])
+def collate(items: list[dict | list[dict]]) -> dict:
+    """``default_collate`` for tensors; repeated samples (lists) are flattened into the batch and
+    the ``skipped`` paths of every item are concatenated into one list."""
+    flat = [sample for item in items for sample in (item if isinstance(item, list) else [item])]
+    skipped = [p for sample in flat for p in sample.get("skipped", ())]
+    batch = default_collate([{k: v for k, v in sample.items() if k != "skipped"} for sample in flat])
     batch["skipped"] = skipped
     return batch

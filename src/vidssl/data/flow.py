@@ -27,9 +27,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from vidssl.data.datasets import VideoDataset
-from vidssl.data.sampling import SpanSelection
-from vidssl.errors import ConfigError, VideoDecodeError
+from vidssl.errors import ConfigError
 
 FlowMethod = Literal["dis", "farneback"]
 FLOW_METHODS: tuple[str, ...] = ("dis", "farneback")
@@ -233,51 +231,3 @@ def flow_view(flow: np.ndarray, size: int | tuple[int, int], max_pixels: float =
     out[..., 1] *= new_h / h
     np.clip(out / max_pixels, -1.0, 1.0, out=out)
     return np.ascontiguousarray(out.transpose(3, 0, 1, 2))
-
-
-class FlowVideoDataset(VideoDataset):
-    """:class:`~vidssl.data.datasets.VideoDataset` whose items also carry optical-flow views.
-
-    The views named in ``flow_views`` are not decoded as RGB; instead the item gets
-    ``item["flow"][name]``: float32 ``2×T×H×W`` in [-1, 1] (see :func:`flow_view`), the cached
-    flow at exactly the source frames the view's RGB frames would have been (looping included),
-    fitted to the view's canvas. Everything else is VideoDataset's (same draws, same errors).
-
-    Args:
-        flow_views: names of the plan's views to turn into flow.
-        flow_cache: where flow is computed once and read back.
-        max_pixels: displacement mapped to 1.0 (see :func:`flow_view`).
-        **kwargs: VideoDataset's arguments (``split``, ``fold``, ``seed``, ``audio_rate`` …).
-    """
-
-    def __init__(self, manifest, plan, flow_views, flow_cache: FlowCache, max_pixels: float = 20.0, **kwargs):
-        super().__init__(manifest, plan, **kwargs)
-        names = {v.name for v in plan.views}
-        unknown = [v for v in flow_views if v not in names]
-        if unknown:
-            raise ConfigError(f"flow views {unknown} are not views of the plan ({sorted(names)})")
-        if not names - set(flow_views):
-            raise ConfigError("the plan needs at least one RGB view besides the flow views")
-        self.flow_views = tuple(flow_views)
-        self.flow_cache = flow_cache
-        self.max_pixels = float(max_pixels)
-
-    def _slice(self, path, info, selection):
-        import torch
-
-
-        rgb = {n: v for n, v in selection.views.items() if n not in self.flow_views}
-        item = super()._slice(path, info, SpanSelection(selection.start_frame, selection.end_frame, rgb,
-                                                        selection.looped))
-        try:
-            cached = self.flow_cache.get(path)
-        except (OSError, ValueError) as exc:
-            raise VideoDecodeError(path, f"optical flow failed: {exc}") from None
-        item["flow"] = {}
-        for name in self.flow_views:
-            view = selection.views[name]
-            # indices into the decoded span -> source frames (a looped span starts at frame 0)
-            frames = cached.frames(selection.start_frame + view.frame_indices)
-            canvas = view.spec.canvas or cached.codes.shape[1:3]
-            item["flow"][name] = torch.from_numpy(flow_view(frames, tuple(canvas), self.max_pixels))
-        return item

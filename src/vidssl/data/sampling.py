@@ -1,41 +1,82 @@
-"""Clip plans: which span of a video to decode, and which of its frames each view takes.
+"""Views and plans: which span of a video to decode, and what each named view takes from it.
 
-A method declares its views (:class:`ViewSpec`) and a plan. For each item the plan,
-given the video's frame count, frame rate and a numpy ``Generator``, returns a
-:class:`SpanSelection`: one covering span ``[start_frame, end_frame)`` of source
-frames that is decoded **once**, and for every view the frame indices into that
-decoded span (plus where its audio starts). Views are then sliced, never decoded
-again (DESIGN.md principle 1).
+A method declares its views (:class:`ViewSpec`): each has a *name* that says what it is
+(``"narrow"``, ``"broad_audio"``, ``"clip_1"``), a *kind* (video frames, audio waveform, optical
+flow, still image) and its own *rate* (frames every ``stride`` source frames or at ``fps``;
+audio at ``sample_rate``). A plan (:class:`ClipPlan`) looks at a record (its probed frame count
+and rate, and its annotations) and returns a :class:`SpanSelection`: one covering span
+``[start_frame, end_frame)`` of source frames that is decoded **once**, and for every view the
+frame indices into that span (and, for audio, where it starts). The dataset then slices each
+view with the slicer of its kind (``vidssl.data.datasets.SLICERS``); nothing is decoded twice
+(DESIGN.md principle 1).
 
-Shapes (after the dataset slices and resizes):
+Per item, after slicing (``item["clips"][name]``):
 
-* a plan that yields one clip per view (:class:`RandomClipPlan`, :class:`AlignedViewsPlan`):
-  ``video[view]`` uint8 ``T×H×W×C``, ``audio[view]`` float32 ``N``;
-* a plan that yields several clips per view (:class:`UniformClipsPlan`,
-  :class:`MultiClipPlan`): ``video[view]`` uint8 ``K×T×H×W×C``, ``audio[view]`` ``K×N``.
+=========  ==========================================  =============================
+kind       one clip per view                            K clips per view (eval plans)
+=========  ==========================================  =============================
+video      uint8 ``T×H×W×C``                           ``K×T×H×W×C``
+image      uint8 ``H×W×C``                             ``K×H×W×C`` (e.g. one per shot)
+audio      float32 ``N`` (N = seconds · sample_rate)   ``K×N``
+flow       float32 ``2×T×H×W`` in [-1, 1]              —
+=========  ==========================================  =============================
 
-Videos shorter than a plan are **looped** (tiled), as BraVe's ``extend_sequence``
-does: the whole video is decoded and indices wrap around; audio wraps the same way.
+Views that share a start: a view with ``align_to="narrow"`` starts where view ``narrow`` starts
+(plus ``offset_frames``); views without ``align_to`` are *anchors* that get independent random
+starts (ρBYOL's ρ clips, GDT's two time positions). Videos shorter than a group of views are
+**looped** (tiled), as BraVe's ``extend_sequence`` does: the whole video is decoded and indices
+wrap around; audio wraps the same way.
+
+Example:
+    >>> import numpy as np
+    >>> narrow = ViewSpec("narrow", num_frames=4, stride=2)
+    >>> audio = ViewSpec("narrow_audio", kind="audio", seconds=0.5, sample_rate=16000, align_to="narrow")
+    >>> plan = ViewsPlan([narrow, audio])
+    >>> sel = plan.sample(VideoShape(num_frames=100, fps=25.0), np.random.default_rng(0))
+    >>> sel.views["narrow"].frame_indices.tolist(), float(sel.views["narrow_audio"].audio_starts)
+    ([0, 2, 4, 6], 0.0)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
+from vidssl.errors import DataError
+
 __all__ = [
+    "ViewKind",
+    "VIEW_KINDS",
+    "FlowOptions",
     "ViewSpec",
     "ViewSelection",
     "SpanSelection",
+    "VideoShape",
     "ClipPlan",
+    "ViewsPlan",
     "RandomClipPlan",
     "UniformClipsPlan",
-    "MultiClipPlan",
-    "AlignedViewsPlan",
-    "MultiViewPlan",
+    "ShotWindowPlan",
 ]
+
+ViewKind = Literal["video", "audio", "flow", "image"]
+VIEW_KINDS: tuple[str, ...] = ("video", "audio", "flow", "image")
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """How a flow view is computed (once per video, cached) and scaled.
+
+    ``method``: OpenCV ``"dis"`` or ``"farneback"``; ``short_side``: resolution the flow is
+    computed at; ``max_pixels``: displacement (in pixels of the view) mapped to 1.0.
+    """
+
+    method: str = "dis"
+    short_side: int = 128
+    max_pixels: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -43,51 +84,78 @@ class ViewSpec:
     """One view a method needs.
 
     Args:
-        name: key of the view in the item's ``video`` / ``audio`` dicts.
-        num_frames: T, frames in the view.
+        name: key of the view in the item's ``clips`` / ``valid`` dicts and in ``augment``'s output.
+        kind: ``"video"`` (RGB frames), ``"audio"`` (mono waveform), ``"flow"`` (optical flow of
+            the frames the view covers) or ``"image"`` (one still frame, e.g. a shot keyframe).
+        num_frames: T, frames of a video/flow view (1 for images; unused for audio).
         stride: step between frames, in source frames (ignored when ``fps`` is set).
-        fps: sample at this rate instead (step = source fps / fps, rounded per frame).
-        canvas: (H, W) the worker outputs (short side resize, then centre crop); None keeps
-            the decoded size (only batchable when all videos share it).
-        audio_seconds: seconds of audio starting with the view's first frame (0 = none).
-        offset_frames: start relative to the plan's shared start, in source frames
-            (:class:`AlignedViewsPlan`; e.g. a time-shifted view).
-        reverse: time-reverse the frames (and the audio) of this view.
+        fps: sample frames at this rate instead (step = source fps / fps, rounded per frame).
+        canvas: (H, W) the worker outputs (short side resize, then centre crop); None keeps the
+            decoded size (only batchable when all videos share it).
+        seconds: length of an audio view.
+        sample_rate: rate (Hz) an audio view is decoded at.
+        align_to: name of the view whose start this one shares (None: an anchor, its own start).
+        offset_frames: start relative to the anchor's start, in source frames.
+        reverse: time-reverse the view (frames or waveform).
+        flow: flow settings of a ``"flow"`` view.
     """
 
     name: str
-    num_frames: int
+    kind: ViewKind = "video"
+    num_frames: int = 1
     stride: int = 1
     fps: float | None = None
     canvas: tuple[int, int] | None = (112, 112)
-    audio_seconds: float = 0.0
+    seconds: float = 0.0
+    sample_rate: int = 16000
+    align_to: str | None = None
     offset_frames: int = 0
     reverse: bool = False
+    flow: FlowOptions | None = None
 
     def __post_init__(self):
+        where = f"view {self.name!r}"
+        if self.kind not in VIEW_KINDS:
+            raise ValueError(f"{where}: kind must be one of {list(VIEW_KINDS)}, got {self.kind!r}")
         if self.num_frames < 1:
-            raise ValueError(f"view {self.name!r}: num_frames must be >= 1, got {self.num_frames}")
+            raise ValueError(f"{where}: num_frames must be >= 1, got {self.num_frames}")
+        if self.kind == "image" and self.num_frames != 1:
+            raise ValueError(f"{where}: an image view has one frame, got num_frames={self.num_frames}")
         if self.stride < 1:
-            raise ValueError(f"view {self.name!r}: stride must be >= 1, got {self.stride}")
+            raise ValueError(f"{where}: stride must be >= 1, got {self.stride}")
         if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"view {self.name!r}: fps must be > 0, got {self.fps}")
-        if self.audio_seconds < 0:
-            raise ValueError(f"view {self.name!r}: audio_seconds must be >= 0")
+            raise ValueError(f"{where}: fps must be > 0, got {self.fps}")
+        if self.kind == "audio":
+            if self.seconds <= 0:
+                raise ValueError(f"{where}: an audio view needs seconds > 0, got {self.seconds}")
+            if self.sample_rate <= 0:
+                raise ValueError(f"{where}: sample_rate must be > 0, got {self.sample_rate}")
+        if self.offset_frames < 0:
+            raise ValueError(f"{where}: offset_frames must be >= 0 (put the earliest view first)")
+        if self.kind == "flow" and self.flow is None:
+            object.__setattr__(self, "flow", FlowOptions())
         if self.canvas is not None:
             object.__setattr__(self, "canvas", (int(self.canvas[0]), int(self.canvas[1])))
 
+    @property
+    def decodes_frames(self) -> bool:
+        """Whether the view needs decoded RGB frames (flow comes from its own cache)."""
+        return self.kind in ("video", "image")
+
     def relative_indices(self, src_fps: float) -> np.ndarray:
         """Source-frame offsets of the T frames from the view's first frame, shape ``T``."""
+        if self.kind == "audio":
+            return np.zeros(1, dtype=np.int64)
         if self.fps is not None:
             step = src_fps / self.fps
             return np.round(np.arange(self.num_frames) * step).astype(np.int64)
         return np.arange(self.num_frames, dtype=np.int64) * self.stride
 
     def extent(self, src_fps: float) -> int:
-        """Source frames the view covers, video and audio (from its first frame)."""
-        video = int(self.relative_indices(src_fps)[-1]) + 1
-        audio = int(math.ceil(self.audio_seconds * src_fps - 1e-9))
-        return max(video, audio)
+        """Source frames the view covers from its first frame (audio: ``ceil(seconds · fps)``)."""
+        if self.kind == "audio":
+            return max(1, int(math.ceil(self.seconds * src_fps - 1e-9)))
+        return int(self.relative_indices(src_fps)[-1]) + 1
 
 
 @dataclass
@@ -95,9 +163,8 @@ class ViewSelection:
     """Where one view lies inside the decoded span.
 
     Attributes:
-        frame_indices: int64 ``T`` (or ``K×T``): indices into the decoded span's frames.
-        audio_starts: float64 ``()`` (or ``K``): seconds from the span start where the view's
-            audio begins (meaningful when ``spec.audio_seconds > 0``).
+        frame_indices: int64 ``T`` (or ``K×T``; images ``()`` or ``K``): indices into the span.
+        audio_starts: float64 ``()`` (or ``K``): seconds from the span start where the view begins.
         spec: the view.
     """
 
@@ -111,35 +178,61 @@ class SpanSelection:
     """The covering span (source frames ``[start_frame, end_frame)``) and every view inside it.
 
     ``looped`` is True when the video was shorter than the plan: the span is then the whole
-    video and indices (and audio positions) wrap modulo its length.
+    video and indices (and audio positions) wrap modulo its length. ``extras`` are per-item
+    arrays the plan adds to the item as they are (e.g. a shot window's ``shot_labels``).
     """
 
     start_frame: int
     end_frame: int
     views: dict[str, ViewSelection]
     looped: bool = False
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
         return self.end_frame - self.start_frame
 
 
-def _check_video(num_frames: int, fps: float) -> None:
+@dataclass(frozen=True)
+class VideoShape:
+    """The two numbers a plan needs from a video when there is no record (tests, benchmarks)."""
+
+    num_frames: int
+    fps: float
+    annotations: dict = field(default_factory=dict)
+    path: str = "<video>"
+
+
+def _shape_of(record: Any) -> tuple[int, float]:
+    """``(num_frames, fps)`` of a :class:`~vidssl.data.index.VideoRecord` (probed) or a :class:`VideoShape`."""
+    info = getattr(record, "info", record)
+    if info is None:
+        raise DataError(f"{getattr(record, 'path', record)} was not probed: no frame count or frame rate")
+    num_frames, fps = int(info.num_frames), float(info.fps)
     if num_frames < 1:
         raise ValueError(f"video has no frames (num_frames={num_frames})")
     if fps <= 0:
         raise ValueError(f"video has no frame rate (fps={fps})")
+    return num_frames, fps
 
 
-def _unique_names(views) -> None:
+def _check_views(views: list[ViewSpec]) -> None:
+    if not views:
+        raise ValueError("a plan needs at least one view")
     names = [v.name for v in views]
     if len(set(names)) != len(names):
         raise ValueError(f"view names must be unique, got {names}")
+    for view in views:
+        if view.align_to is not None:
+            if view.align_to not in names:
+                raise ValueError(f"view {view.name!r} is aligned to unknown view {view.align_to!r}")
+            anchor = next(v for v in views if v.name == view.align_to)
+            if anchor.align_to is not None:
+                raise ValueError(f"view {view.name!r} is aligned to {anchor.name!r}, which is aligned itself")
 
 
-def _spans_to_selection(
-    starts: dict[str, np.ndarray], views: list[ViewSpec], num_frames: int, fps: float
-) -> SpanSelection:
+def _spans_to_selection(starts: dict[str, np.ndarray], views: list[ViewSpec], num_frames: int,
+                        fps: float) -> SpanSelection:
     """Turn absolute per-view clip starts (``K`` each, source frames) into one covering span."""
     lo = min(int(s.min()) for s in starts.values())
     hi = max(int(starts[v.name].max()) + v.extent(fps) for v in views)
@@ -153,9 +246,9 @@ def _spans_to_selection(
         if view.reverse:
             absolute = absolute[:, ::-1]
         idx = absolute % num_frames - lo if looped else absolute - lo
-        audio = (starts[view.name] - lo) / fps
-        if looped:
-            audio = np.mod(starts[view.name], num_frames) / fps
+        if view.kind == "image":
+            idx = idx[:, 0]
+        audio = np.mod(starts[view.name], num_frames) / fps if looped else (starts[view.name] - lo) / fps
         out[view.name] = ViewSelection(np.ascontiguousarray(idx, dtype=np.int64), audio.astype(np.float64), view)
     return SpanSelection(lo, hi, out, looped)
 
@@ -167,53 +260,72 @@ def _squeeze_clips(selection: SpanSelection) -> SpanSelection:
     return selection
 
 
-class ClipPlan:
-    """Base of all plans: ``views`` and ``sample(num_frames, fps, rng)``.
+def _random_start(num_frames: int, extent: int, rng: np.random.Generator | None, center: bool = False) -> int:
+    room = num_frames - extent
+    if room <= 0:
+        return 0
+    return room // 2 if (center or rng is None) else int(rng.integers(0, room + 1))
 
-    ``clips_per_view`` is None for plans that give one clip per view (``T×H×W×C``) and
-    K for plans that stack K clips (``K×T×H×W×C``).
+
+class ClipPlan:
+    """Base of all plans.
+
+    ``views``: the :class:`ViewSpec` list. ``item_keys(record)``: the items one record yields
+    (default ``[None]``: one item per video; a shot-window plan yields one per shot).
+    ``sample(record, rng, key)``: the :class:`SpanSelection` of that item. ``clips_per_view`` is
+    None for plans that give one clip per view and K for plans that stack K clips.
     """
 
     views: list[ViewSpec]
     clips_per_view: int | None = None
 
-    def sample(self, num_frames: int, fps: float, rng: np.random.Generator) -> SpanSelection:
+    def item_keys(self, record: Any) -> list[Any]:
+        return [None]
+
+    def sample(self, record: Any, rng: np.random.Generator | None, key: Any = None) -> SpanSelection:
         raise NotImplementedError
 
-    def sample_info(self, info, rng: np.random.Generator) -> SpanSelection:
-        """Same as :meth:`sample`, reading ``num_frames`` and ``fps`` from a VideoInfo-like object."""
-        return self.sample(int(info.num_frames), float(info.fps), rng)
-
-    @property
-    def needs_audio(self) -> bool:
-        return any(v.audio_seconds > 0 for v in self.views)
-
-
-def _random_start(num_frames: int, extent: int, rng: np.random.Generator, center: bool = False) -> int:
-    room = num_frames - extent
-    if room <= 0:
-        return 0
-    return room // 2 if center else int(rng.integers(0, room + 1))
+    def kinds(self) -> set[str]:
+        return {v.kind for v in self.views}
 
 
 @dataclass
-class RandomClipPlan(ClipPlan):
-    """One clip at a random start (``center=True``: the middle clip, for validation).
+class ViewsPlan(ClipPlan):
+    """Named views at random times: anchors (``align_to=None``) at independent random starts,
+    every other view at its anchor's start + ``offset_frames`` (``center=True``: the middle).
 
-    Output per item: ``video[view.name]`` ``T×H×W×C``.
+    - ρBYOL / FGKVMemPred: ``clip_1 … clip_ρ``, all anchors (ρ clips at independent times).
+    - BraVe: ``narrow`` (anchor) and ``broad_video``/``broad_audio``/``broad_flow`` aligned to it
+      (left-aligned broad views, A2).
+    - GDT: ``clip_1`` + ``clip_1_audio`` (aligned) and ``clip_2`` + ``clip_2_audio``.
+
+    The start of a group (an anchor and its aligned views) is drawn so the whole group fits;
+    when the video is too short, so that the shortest member fits and the others loop over the
+    end (BraVe's ``extend_sequence``). Output per item: one clip per view name.
     """
 
-    view: ViewSpec
+    views: list[ViewSpec] = field(default_factory=list)
     center: bool = False
 
-    @property
-    def views(self) -> list[ViewSpec]:
-        return [self.view]
+    def __post_init__(self):
+        _check_views(self.views)
 
-    def sample(self, num_frames, fps, rng):
-        _check_video(num_frames, fps)
-        start = _random_start(num_frames, self.view.extent(fps), rng, self.center)
-        return _squeeze_clips(_spans_to_selection({self.view.name: np.array([start])}, self.views, num_frames, fps))
+    def sample(self, record, rng, key=None):
+        num_frames, fps = _shape_of(record)
+        starts: dict[str, np.ndarray] = {}
+        for anchor in (v for v in self.views if v.align_to is None):
+            group = [anchor] + [v for v in self.views if v.align_to == anchor.name]
+            ends = [v.offset_frames + v.extent(fps) for v in group]
+            fits = max(ends) <= num_frames
+            start = _random_start(num_frames, max(ends) if fits else min(ends), rng, self.center)
+            for view in group:
+                starts[view.name] = np.array([start + view.offset_frames])
+        return _squeeze_clips(_spans_to_selection(starts, self.views, num_frames, fps))
+
+
+def RandomClipPlan(view: ViewSpec, center: bool = False) -> ViewsPlan:  # noqa: N802 (a plan constructor)
+    """One clip of ``view`` at a random start (``center=True``: the middle clip, for validation)."""
+    return ViewsPlan([view], center=center)
 
 
 @dataclass
@@ -222,7 +334,7 @@ class UniformClipsPlan(ClipPlan):
 
     Starts are ``round(linspace(0, num_frames - extent, K))``: first and last clip touch the
     ends of the video (BraVe's ``compute_linearly_spaced_sample_indices``); K = 1 is the
-    centre clip. Output per item: ``video[view.name]`` ``K×T×H×W×C``.
+    centre clip. Output per item: ``clips[view.name]`` ``K×T×H×W×C``.
     """
 
     view: ViewSpec
@@ -231,6 +343,7 @@ class UniformClipsPlan(ClipPlan):
     def __post_init__(self):
         if self.num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {self.num_clips}")
+        _check_views([self.view])
 
     @property
     def views(self) -> list[ViewSpec]:
@@ -240,8 +353,8 @@ class UniformClipsPlan(ClipPlan):
     def clips_per_view(self) -> int:
         return self.num_clips
 
-    def sample(self, num_frames, fps, rng=None):
-        _check_video(num_frames, fps)
+    def sample(self, record, rng=None, key=None):
+        num_frames, fps = _shape_of(record)
         room = max(num_frames - self.view.extent(fps), 0)
         if self.num_clips == 1:
             starts = np.array([room // 2])
@@ -251,20 +364,28 @@ class UniformClipsPlan(ClipPlan):
 
 
 @dataclass
-class MultiClipPlan(ClipPlan):
-    """ρ clips at independent random starts, all sliced from ONE decode of the span covering them.
+class ShotWindowPlan(ClipPlan):
+    """A window of consecutive shots of a movie: one item per shot, centred on it (BaSSL).
 
-    For ρBYOL / FGKVMemPred (ρ = 2 clips, no distance constraint) and GDT's two time
-    positions τ1, τ2 (each with its audio; the reversed versions are flips on the device).
-    Output per item: ``video[view.name]`` ``ρ×T×H×W×C`` and ``audio[view.name]`` ``ρ×N``.
+    Needs the record's ``annotations["shots"]`` (``[start, end)`` frame pairs). For the item of
+    shot ``c`` the window is shots ``c - shots_per_side … c + shots_per_side``; at the ends of the
+    movie the first/last shot is repeated (``shot_valid`` is False there). Each shot gives one
+    frame of ``view`` (an ``"image"`` view): a random frame of the shot (``center=False``) or its
+    middle frame. Output per item: ``clips[view.name]`` ``S×H×W×C`` (S = 2·shots_per_side + 1)
+    and extras ``shot_labels`` int64 ``S`` (the record's ``annotations["shot_labels"]``, -1
+    where unknown), ``shot_valid`` bool ``S`` and ``shot_index`` int64 ``S``.
     """
 
     view: ViewSpec
-    rho: int = 2
+    shots_per_side: int = 8
+    center: bool = False
 
     def __post_init__(self):
-        if self.rho < 1:
-            raise ValueError(f"rho must be >= 1, got {self.rho}")
+        if self.view.kind != "image":
+            raise ValueError(f"a shot window takes one still frame per shot: view {self.view.name!r} must be "
+                             f"kind 'image', got {self.view.kind!r}")
+        if self.shots_per_side < 0:
+            raise ValueError(f"shots_per_side must be >= 0, got {self.shots_per_side}")
 
     @property
     def views(self) -> list[ViewSpec]:
@@ -272,53 +393,37 @@ class MultiClipPlan(ClipPlan):
 
     @property
     def clips_per_view(self) -> int:
-        return self.rho
+        return 2 * self.shots_per_side + 1
 
-    def sample(self, num_frames, fps, rng):
-        _check_video(num_frames, fps)
-        room = num_frames - self.view.extent(fps)
-        if room <= 0:  # too short for one clip: all clips start at 0 and loop
-            starts = np.zeros(self.rho, dtype=np.int64)
-        else:
-            starts = rng.integers(0, room + 1, size=self.rho)
-        return _spans_to_selection({self.view.name: starts}, self.views, num_frames, fps)
+    def _shots(self, record) -> list:
+        shots = (getattr(record, "annotations", None) or {}).get("shots")
+        if not shots:
+            raise DataError(f"{getattr(record, 'path', record)} has no shot annotations (annotations['shots']); "
+                            "a shot-window plan needs them (detect shots first: `vidssl data shots`)")
+        return shots
 
+    def item_keys(self, record) -> list[int]:
+        return list(range(len(self._shots(record))))
 
-@dataclass
-class AlignedViewsPlan(ClipPlan):
-    """Several views sharing one random start ``s``; view ``v`` starts at ``s + v.offset_frames``.
-
-    BraVe: narrow ``ViewSpec("narrow", 16, stride=2, canvas=(224, 224))`` and broad
-    ``ViewSpec("broad", 64, stride=4, canvas=(112, 112), audio_seconds=...)`` both start at
-    the same frame (the broad view is left-aligned to the narrow one). GDT-style fixed
-    pairs: a time-shifted view (``offset_frames``) and a reversed one (``reverse=True``).
-
-    The start is drawn so that every view fits; when the video is too short it is drawn so
-    the shortest view fits and the others loop over the end (BraVe's ``extend_sequence``).
-    Output per item: one ``T×H×W×C`` clip per view name.
-    """
-
-    views: list[ViewSpec] = field(default_factory=list)
-    center: bool = False
-
-    def __post_init__(self):
-        if not self.views:
-            raise ValueError("AlignedViewsPlan needs at least one view")
-        _unique_names(self.views)
-        if min(v.offset_frames for v in self.views) < 0:
-            raise ValueError("offset_frames must be >= 0 (put the earliest view at offset 0)")
-
-    def sample(self, num_frames, fps, rng):
-        _check_video(num_frames, fps)
-        ends = [v.offset_frames + v.extent(fps) for v in self.views]
-        longest = max(ends)
-        if longest <= num_frames:
-            start = _random_start(num_frames, longest, rng, self.center)
-        else:
-            start = _random_start(num_frames, min(ends), rng, self.center)
-        starts = {v.name: np.array([start + v.offset_frames]) for v in self.views}
-        return _squeeze_clips(_spans_to_selection(starts, self.views, num_frames, fps))
-
-
-# The name used in docs/interfaces.md.
-MultiViewPlan = AlignedViewsPlan
+    def sample(self, record, rng, key=None):
+        num_frames, fps = _shape_of(record)
+        shots = self._shots(record)
+        labels = (getattr(record, "annotations", None) or {}).get("shot_labels") or [-1] * len(shots)
+        centre = 0 if key is None else int(key)
+        wanted = np.arange(centre - self.shots_per_side, centre + self.shots_per_side + 1)
+        index = np.clip(wanted, 0, len(shots) - 1)
+        frames = []
+        for i in index:
+            start, end = int(shots[i][0]), int(shots[i][1])
+            end = min(max(end, start + 1), num_frames)
+            if self.center or rng is None:
+                frames.append((start + end - 1) // 2)
+            else:
+                frames.append(int(rng.integers(start, end)))
+        absolute = np.asarray(frames, dtype=np.int64)
+        lo, hi = int(absolute.min()), int(absolute.max()) + 1
+        selection = SpanSelection(lo, hi, {self.view.name: ViewSelection(absolute - lo, np.zeros(len(absolute)),
+                                                                         self.view)})
+        selection.extras = {"shot_labels": np.asarray([labels[i] for i in index], dtype=np.int64),
+                            "shot_valid": wanted == index, "shot_index": index.astype(np.int64)}
+        return selection

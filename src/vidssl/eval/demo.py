@@ -3,25 +3,28 @@
 Steps (each reused when its output already exists, so a second run is fast):
 
 1. generate the embedded dataset (:func:`vidssl.data.demo.generate_demo`; 10 motion classes whose
-   appearance says nothing about the class) under ``DATA`` if it is missing;
+   appearance says nothing about the class) under ``DATA`` if it is missing, with its own seed
+   (``--data-seed``; the training ``--seed`` never regenerates it);
 2. pretrain a tiny encoder on its train split with a tiny FGKVMemPred/BYOL preset (GPU when
-   available);
-3. extract features of the pretrained encoder **and of the same architecture randomly initialised**
+   available). A run already in ``OUT/pretrain`` is reused (or resumed) only when its
+   ``config.yaml`` equals the config of this call; otherwise the demo stops and says which keys differ;
+3. extract features of the pretrained encoder **and of the same architecture randomly initialised**,
+   both fed as the pretrained encoder's input contract says (clip geometry and normalisation)
    (train: augmented passes; test: K×S views);
-4. linear probe, linear SVM and cosine kNN on both; print them side by side; write
+4. linear probe, linear SVM and cosine kNN on both (:mod:`vidssl.eval.protocols`, the code
+   ``vidssl eval`` runs); print them side by side; write
    ``OUT/report.json`` (``{"results": {"pretrained": {"linear", "svm", "knn"}, "random": {…}},
    "seconds": …}``, top-1 fractions), ``OUT/report.md``, the pretraining curve and confusion matrices.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import torch
 from torch import nn
 
 from vidssl.errors import UserError
@@ -66,27 +69,80 @@ DEMO_SETTINGS: dict[str, DemoSettings] = {
 }
 
 
-def pretrain_config(settings: DemoSettings, data_root: Path, device: str, seed: int, progress: bool):
+def pretrain_config(settings: DemoSettings, data_root: Path, device: str, seed: int, progress: bool,
+                    data_seed: int = 0):
     """The resolved pretraining config: the settings' preset on the dataset's train split of fold 1.
 
-    Built before anything runs, so an unknown preset or override fails at once.
+    ``seed`` is the training seed (``trainer.seed``); ``data_seed`` the embedded dataset's
+    (``data.demo_seed``). Built before anything runs, so an unknown preset or override fails at once.
     """
     from vidssl.methods.train import load_pretrain_config
 
-    overrides = [f"data.root={data_root}", "data.split=train", "data.fold=1", f"trainer.seed={seed}",
-                 f"trainer.progress_bar={progress}", *settings.pretrain_overrides]
+    overrides = [f"data.root={data_root}", "data.split=train", "data.fold=1", f"data.demo_size={settings.dataset_size}",
+                 f"data.demo_seed={data_seed}", f"trainer.seed={seed}", f"trainer.progress_bar={progress}",
+                 *settings.pretrain_overrides]
     if device not in ("auto", None):
         overrides.append(f"trainer.accelerator={'gpu' if str(device).startswith('cuda') else 'cpu'}")
     return load_pretrain_config(settings.preset, overrides)
 
 
+#: Config keys that do not change what a pretraining run computes (ignored when deciding to reuse one).
+COSMETIC_KEYS = ("trainer.progress_bar",)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: data}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (present in one only included),
+    :data:`COSMETIC_KEYS` left out."""
+    normal = [_flatten(json.loads(json.dumps(d, default=str))) for d in (saved, current)]
+    keys = sorted(set(normal[0]) | set(normal[1]))
+    missing = object()
+    return [k for k in keys if k not in COSMETIC_KEYS and normal[0].get(k, missing) != normal[1].get(k, missing)]
+
+
+def check_previous_run(cfg, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an earlier pretraining run to reuse (finished) or resume (killed).
+
+    Only a run whose saved ``config.yaml`` equals ``cfg`` (the resolved dicts, :data:`COSMETIC_KEYS`
+    aside) is reused; any other content of ``run_dir`` is a :class:`UserError` naming the differing
+    keys, so the demo never reports numbers of an encoder trained another way.
+    """
+    from vidssl.config import load_yaml, to_dict
+    from vidssl.errors import ConfigError
+
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return False
+    advice = f"choose another --out or delete {run_dir}"
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"{run_dir} is not empty but holds no config.yaml, so it cannot be reused; {advice}")
+    try:
+        saved = load_yaml(saved_path)
+    except ConfigError as exc:
+        raise UserError(f"{exc}; {advice}") from None
+    differing = config_differences(saved, to_dict(cfg))
+    if differing:
+        shown = ", ".join(differing[:8]) + (f" and {len(differing) - 8} more" if len(differing) > 8 else "")
+        raise UserError(f"the pretraining run in {run_dir} was made with another config (differing keys: {shown}); "
+                        f"{advice}")
+    return True
+
+
 def _pretrain(cfg, run_dir: Path, log: Callable[[str], None] = print) -> Path:
-    """Pretrain ``cfg`` into ``run_dir``; a finished run (``encoder.safetensors`` present) is reused and a
-    killed one resumes from its last checkpoint."""
+    """Pretrain ``cfg`` into ``run_dir``; a finished run of the same config (``encoder.safetensors``
+    present) is reused and a killed one resumes from its last checkpoint (:func:`check_previous_run`)."""
     from vidssl.methods.train import pretrain
 
-    if (run_dir / "encoder.safetensors").is_file():
-        log(f"      reusing the finished pretraining run in {run_dir}")
+    if check_previous_run(cfg, run_dir) and (run_dir / "encoder.safetensors").is_file():
+        log(f"      reusing the finished pretraining run in {run_dir} (same config)")
         return run_dir
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     pretrain(cfg, run_dir, resume=resume, log=log)
@@ -95,88 +151,16 @@ def _pretrain(cfg, run_dir: Path, log: Callable[[str], None] = print) -> Path:
     return run_dir
 
 
-def demo_protocol(settings: DemoSettings, run_dir: Path):
-    """The settings' view protocol with the clip geometry the encoder was pretrained on (frames,
-    stride, canvas, crop from ``run_dir/config.yaml``) and its method's input normalisation (BraVe
-    feeds [0, 1] pixels, the BYOL family mean 0.45 / std 0.225), so the features see what
-    pretraining saw."""
-    from vidssl.config import load_yaml
-    from vidssl.eval.features import get_protocol
-    from vidssl.methods import METHODS
+def demo_protocol(settings: DemoSettings, encoder: nn.Module, run_dir: Path | str = "the pretraining run"):
+    """The settings' view protocol for the pretrained ``encoder`` (:func:`~vidssl.eval.views.protocol_for`):
+    the clip geometry (frames, stride, canvas, crop) and the normalisation of its input contract, so
+    the features see what pretraining saw. Both encoders of the demo are fed this way."""
+    from vidssl.eval.features import contract_of, protocol_for
 
-    method = load_yaml(run_dir / "config.yaml").get("method", {})
-    canvas = int(method.get("canvas", 64))
-    normalisation = {}
-    method_class = METHODS.get(method.get("name", ""))
-    if method_class is not None:
-        normalisation = dict(mean=(method_class.input_mean,) * 3, std=(method_class.input_std,) * 3)
-    return get_protocol(settings.views, num_frames=method.get("num_frames"), stride=method.get("stride"),
-                        canvas=(canvas, canvas), crop_size=method.get("crop_size"), **normalisation)
-
-
-class SideBySide(nn.Module):
-    """Several frozen encoders on the same decoded batch: ``forward(x)`` = their embeddings concatenated.
-
-    The demo decodes every video once for the pretrained and the random encoder (decoding, not the
-    tiny encoders, dominates on a CPU); :func:`_split_features` cuts the features apart again.
-    """
-
-    def __init__(self, encoders: list[nn.Module]):
-        super().__init__()
-        self.encoders = nn.ModuleList(encoders)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([encoder(x) for encoder in self.encoders], dim=1)
-
-
-def _split_features(features, dims: list[int]):
-    """Cut ``N×V×ΣD`` features into one ``N×V×D_i`` array per encoder."""
-    bounds = np.cumsum([0, *dims])
-    return [features[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _protocol_numbers(train_views, train_aug, test, labels, settings: DemoSettings, num_classes: int):
-    """Linear / SVM / kNN top-1, top-5 and confusion matrices for one encoder's features."""
-    from vidssl.eval.knn import evaluate_knn
-    from vidssl.eval.linear import evaluate_linear
-    from vidssl.eval.svm import evaluate_svm
-
-    (train_labels, aug_labels, test_labels) = labels
-    linear = evaluate_linear(train_aug, aug_labels, test, test_labels, settings.linear, num_classes)
-    (svm,) = evaluate_svm(train_aug, aug_labels, test, test_labels, C=settings.svm_C, num_classes=num_classes)
-    knn = evaluate_knn(train_views, train_labels, test, test_labels, k=settings.knn_k, num_classes=num_classes)
-    numbers = {"linear": linear.top1, "svm": svm.top1, "knn": knn.top1}
-    top5 = {"linear": linear.top5, "svm": svm.top5, "knn": knn.top5}
-    confusions = {"linear": linear.confusion, "svm": svm.confusion, "knn": knn.confusion}
-    return numbers, top5, confusions
-
-
-def _evaluate(encoders: dict, manifest, protocol, settings: DemoSettings, cache_dir: Path, device: str, seed: int,
-              progress: bool):
-    """``{name: (encoder, info)}`` -> per-encoder numbers, top-5 and confusions (fold 1), decoding once."""
-    import hashlib
-
-    from vidssl.eval.features import EncoderInfo, extract_features
-
-    names = list(encoders)
-    joint = SideBySide([encoders[n][0] for n in names]).eval()
-    digest = hashlib.sha256("+".join(encoders[n][1].hash for n in names).encode()).hexdigest()[:24]
-    joint_info = EncoderInfo("+".join(encoders[n][1].source for n in names), digest)
-    dims = [int(encoders[n][0].embed_dim) for n in names]
-    common = dict(cache_dir=cache_dir, device=device, batch_size=settings.batch_size,
-                  num_workers=settings.num_workers, seed=seed, progress=progress)
-    train_views = extract_features(joint, joint_info, manifest, protocol, "train", 1, **common)
-    # Linear probe and SVM train on augmented passes when the protocol asks for them, else on the views.
-    train_aug = (extract_features(joint, joint_info, manifest, protocol, "train", 1, passes=protocol.train_passes, **common)
-                 if protocol.train_passes > 0 else train_views)
-    test = extract_features(joint, joint_info, manifest, protocol, "test", 1, **common)
-    labels = (train_views.labels, train_aug.labels, test.labels)
-    split = [_split_features(fs.features, dims) for fs in (train_views, train_aug, test)]
-    results, top5, confusions = {}, {}, {}
-    for i, name in enumerate(names):
-        results[name], top5[name], confusions[name] = _protocol_numbers(
-            split[0][i], split[1][i], split[2][i], labels, settings, len(manifest.class_names))
-    return results, top5, confusions
+    if contract_of(encoder) is None:
+        raise UserError(f"the encoder of {run_dir} carries no input contract (written by an older vidssl); "
+                        f"delete {run_dir} or choose another --out")
+    return protocol_for(encoder, settings.views)
 
 
 def run_demo(
@@ -188,11 +172,17 @@ def run_demo(
     progress: bool = True,
     settings: DemoSettings | None = None,
     log: Callable[[str], None] = print,
+    data_seed: int = 0,
 ) -> dict[str, Any]:
-    """Run the whole demo; return the report dict written to ``out_dir/report.json``."""
+    """Run the whole demo; return the report dict written to ``out_dir/report.json``.
+
+    ``seed`` is the training seed (pretraining, random-init baseline, probes); ``data_seed`` the
+    embedded dataset's, so another ``seed`` never regenerates an existing dataset.
+    """
     from vidssl.data.demo import generate_demo
     from vidssl.eval import report as reporting
     from vidssl.eval.features import load_eval_encoder, open_dataset, pick_device
+    from vidssl.eval.protocols import Extraction, FeatureSource, KNNSpec, LinearSpec, SVMSpec, run_feature_protocol
 
     started = time.time()
     settings = settings or DEMO_SETTINGS["quick" if quick else "full"]
@@ -206,10 +196,11 @@ def run_demo(
         timings[name] = now - since
         return now
 
-    cfg = pretrain_config(settings, data_root, str(torch_device), seed, progress)
+    cfg = pretrain_config(settings, data_root, str(torch_device), seed, progress, data_seed)
+    check_previous_run(cfg, out_dir / "pretrain")  # before minutes of work: a stale run is refused at once
     mark = time.time()
-    log(f"[1/3] embedded dataset ({settings.dataset_size}) at {data_root}")
-    generate_demo(data_root, size=settings.dataset_size, seed=seed)
+    log(f"[1/3] embedded dataset ({settings.dataset_size}, seed {data_seed}) at {data_root}")
+    generate_demo(data_root, size=settings.dataset_size, seed=data_seed)
     manifest = open_dataset(data_root)
     mark = lap("data", mark)
 
@@ -220,12 +211,20 @@ def run_demo(
     pretrained, pretrained_info = load_eval_encoder(run_dir)
     backbone_name, backbone_kwargs = _architecture(run_dir, pretrained)
     random_encoder, random_info = load_eval_encoder(backbone=backbone_name, backbone_kwargs=backbone_kwargs, seed=seed)
-    cache_dir = out_dir / "features"
-    protocol = demo_protocol(settings, run_dir)
+    choice = demo_protocol(settings, pretrained, run_dir)
+    protocol = choice.protocol
     encoders = {"pretrained": (pretrained, pretrained_info), "random": (random_encoder, random_info)}
     log(f"[3/3] linear probe, SVM and kNN: pretrained vs randomly initialised {backbone_name}")
-    results, top5, confusions = _evaluate(encoders, manifest, protocol, settings, cache_dir, str(torch_device), seed,
-                                          progress)
+    extraction = Extraction(cache_dir=out_dir / "features", device=str(torch_device), batch_size=settings.batch_size,
+                            num_workers=settings.num_workers, seed=seed, progress=progress)
+    source = FeatureSource(encoders, manifest, protocol, extraction, contract=choice.record()["input_contract"])
+    # Linear probe and SVM train on augmented passes when the protocol asks for them, else on the views.
+    specs = {"linear": LinearSpec(settings.linear, passes=protocol.train_passes),
+             "svm": SVMSpec(C=(settings.svm_C,), passes=protocol.train_passes), "knn": KNNSpec(k=settings.knn_k)}
+    scored = {name: run_feature_protocol(spec, source, 1, len(manifest.class_names)) for name, spec in specs.items()}
+    results = {e: {p: scored[p][e].numbers["top1"] for p in PROTOCOL_NAMES} for e in encoders}
+    top5 = {e: {p: scored[p][e].numbers["top5"] for p in PROTOCOL_NAMES} for e in encoders}
+    confusions = {e: {p: scored[p][e].confusion for p in PROTOCOL_NAMES} for e in encoders}
     mark = lap("evaluate", mark)
 
     images = []
@@ -249,11 +248,13 @@ def run_demo(
         "linear_margin_ok": margin["linear"] >= 0.10,
         "timings": timings,
         "device": str(torch_device),
-        "dataset": {"root": str(data_root), "size": settings.dataset_size, "classes": manifest.class_names,
-                    "fold": 1},
+        "dataset": {"root": str(data_root), "size": settings.dataset_size, "seed": data_seed,
+                    "classes": manifest.class_names, "fold": 1},
+        "seed": seed,
         "encoders": {"pretrained": pretrained_info.as_dict(), "random": random_info.as_dict()},
         "settings": _settings_dict(settings),
         "views": protocol.describe(),
+        **choice.record(),
         "quick": bool(quick),
         "images": images,
     }

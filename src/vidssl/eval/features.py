@@ -1,16 +1,17 @@
 """Frozen-encoder features under a view protocol, cached on disk.
 
-A *view protocol* fixes how a video becomes the clips an encoder sees at evaluation time:
-K temporal clips (uniformly spaced starts, :class:`vidssl.data.sampling.UniformClipsPlan`) ×
-S spatial crops (left/centre/right, or BraVe's diagonal), or — for a train set — N passes of one
-random augmented clip. :func:`extract_features` runs the encoder (eval mode, no grad, bf16 autocast
-on GPU) over a dataset and returns a :class:`FeatureSet` with features ``N×V×D``
-(V = K·S views, or the N augmented passes) and labels ``N``.
+The view protocols themselves (:class:`ViewProtocol`, :data:`PROTOCOLS`, :func:`protocol_for`, the
+device-side views) live in :mod:`vidssl.eval.views` and are re-exported here.
+:func:`extract_features` runs the encoder (eval mode, no grad, bf16 autocast on GPU) over a dataset
+and returns a :class:`FeatureSet` with features ``N×V×D`` (V = K·S test views, or N augmented
+passes of one random clip) and labels ``N``.
 
-Features are cached under ``cache_dir/<key>/`` where ``key`` hashes the encoder's checkpoint hash,
-the protocol, the dataset (root, fold, split, files) and the seed. Extraction writes chunks of
-``chunk_size`` videos as it goes (``part_00000.npz``…), so a killed run resumes at the first
-missing chunk; the finished set is ``features.npz`` + ``meta.json``.
+Features are cached under ``cache_dir/<key>/`` where ``key`` (:func:`cache_key`) hashes the
+encoder's checkpoint hash, the full view protocol (geometry and normalisation), the dataset
+(:func:`dataset_fingerprint`: root, fold, split, every file's path, label, size and mtime), the
+passes and the seed, so a rewritten video or another normalisation never reads stale features.
+Extraction writes chunks of ``chunk_size`` videos as it goes (``part_00000.npz``…), so a killed run
+resumes at the first missing chunk; the finished set is ``features.npz`` + ``meta.json``.
 """
 
 from __future__ import annotations
@@ -21,156 +22,25 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from vidssl.errors import ConfigError, UserError
-
-CropLayout = Literal["long_side", "diagonal"]
-
-
-# ----------------------------------------------------------------------------- protocols
-@dataclass(frozen=True)
-class ViewProtocol:
-    """How clips are taken from a video for feature extraction.
-
-    Attributes:
-        num_frames, stride: T frames, every ``stride``-th source frame.
-        canvas: (H, W) the loader resizes (short side) and centre-crops each frame to.
-        crop_size: side of the square spatial crops taken from the canvas.
-        temporal_clips: K uniformly spaced clips per video (test views).
-        spatial_crops: S crops per clip (test views; 1 or 3 for ``"long_side"``).
-        crop_layout: ``"long_side"``: left/centre/right along the long side, centred on the short
-            side (GDT, SlowFast); ``"diagonal"``: both offsets linearly spaced and zipped (BraVe, A9).
-        train_augment: key of :data:`TRAIN_AUGMENTS`, the random view of augmented train passes
-            (SVM / linear train features) and of fine-tuning.
-        train_passes: default N augmented passes over the train set (one random clip per video per
-            pass) for the SVM / linear train features; 0 = use the K×S test views.
-        mean, std: per-channel normalisation after scaling to [0, 1].
-    """
-
-    name: str
-    num_frames: int
-    stride: int
-    canvas: tuple[int, int]
-    crop_size: int
-    temporal_clips: int = 10
-    spatial_crops: int = 3
-    crop_layout: CropLayout = "long_side"
-    train_augment: str = "fgkvmem"
-    train_passes: int = 0
-    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
-    std: tuple[float, float, float] = (0.225, 0.225, 0.225)
-
-    @property
-    def views_per_video(self) -> int:
-        return self.temporal_clips * self.spatial_crops
-
-    def describe(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-#: Protocols of the seeds (dimensions from the reference specs) and the embedded dataset's.
-#: Temporal starts are ``round(linspace(0, len - span, K))`` for all of them (BraVe's rule; GDT's
-#: ``int(delta·k/K)`` never reaches the last frame — a sub-clip difference).
-PROTOCOLS: dict[str, ViewProtocol] = {
-    # BraVe A9: 32 frames step 2, short side 256, 10 × 3 diagonal 224 crops, /255 only; train = 10 passes.
-    "brave": ViewProtocol("brave", 32, 2, (256, 340), 224, 10, 3, "diagonal", "brave", train_passes=10,
-                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
-    # GDT/STiCA Part D: 32 frames at 30 fps, 128 crops, 10 × 3 left/centre/right. The seed jitters the
-    # test short side in U(128,160) and colour-jitters test clips (a bug); we use a fixed 128 canvas.
-    "gdt": ViewProtocol("gdt", 32, 1, (128, 170), 128, 10, 3, "long_side", "gdt"),
-    # FGKVMemPred §2.8: 16 frames stride 4, 112 crops, 10 × 3 (the paper's 3 spatial crops; the
-    # seed's code took random crops).
-    "fgkvmem": ViewProtocol("fgkvmem", 16, 4, (128, 170), 112, 10, 3, "long_side", "fgkvmem"),
-    # Embedded dataset (64×64 square videos, 25 fps), CPU-sized: 2 temporal clips × 1 centre crop (3 crops
-    # of a square frame differ by a few pixels), train features from the same views (no augmented passes).
-    "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 1, "long_side", "demo", train_passes=0),
-    # Fastest: 1 centre view (tests, `vidssl demo --quick`).
-    "demo_quick": ViewProtocol("demo_quick", 8, 2, (64, 64), 56, 1, 1, "long_side", "demo", train_passes=1),
-}
-
-
-def get_protocol(name: str, **overrides: Any) -> ViewProtocol:
-    """Protocol ``name`` from :data:`PROTOCOLS`, optionally with fields replaced (e.g. ``temporal_clips=1``)."""
-    if name not in PROTOCOLS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PROTOCOLS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown view protocol '{name}'{hint}; known: {', '.join(PROTOCOLS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    protocol = dataclasses.replace(PROTOCOLS[name], **overrides) if overrides else PROTOCOLS[name]
-    if protocol.crop_layout == "long_side" and protocol.spatial_crops not in (1, 3):
-        raise ConfigError(f"the long_side crop layout takes 1 or 3 spatial crops, got {protocol.spatial_crops}")
-    if protocol.crop_size > min(protocol.canvas):
-        raise ConfigError(f"crop {protocol.crop_size} does not fit the {protocol.canvas[0]}x{protocol.canvas[1]} canvas")
-    return protocol
-
-
-# ----------------------------------------------------------------------------- views on the device
-def eval_views(protocol: ViewProtocol) -> torch.nn.Module:
-    """uint8 ``B×K×T×H×W×C`` -> float ``B×(K·S)×C×T×crop×crop`` (view ``k·S + s``), normalised."""
-    from vidssl.data.transforms import eval_transform
-
-    return eval_transform(protocol.crop_size, protocol.spatial_crops, protocol.crop_layout,
-                          mean=protocol.mean, std=protocol.std)
-
-
-def _brave_train_view(protocol: ViewProtocol):
-    # BraVe A9 train clips: random crop (area [0.3, 1], aspect [0.5, 2]), flip 0.5, colour p 0.8,
-    # colour drop p 0.2; no blur, no RandConv.
-    from vidssl.data import transforms as T
-
-    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.3, 1.0), ratio=(0.5, 2.0)), T.RandomHorizontalFlip(0.5),
-            T.BraveColorAugment(p=0.8), T.RandomGrayscale(0.2)]
-
-
-def _gdt_train_view(protocol: ViewProtocol):
-    # GDT fine-tuning (Part D): RandomResizedCrop (0.14, 1), flip 0.5, colour jitter 0.4/0.4/0.4 with p 0.8.
-    from vidssl.data import transforms as T
-
-    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.14, 1.0)), T.RandomHorizontalFlip(0.5),
-            T.ColorJitter(0.4, 0.4, 0.4, 0.0, p=0.8)]
-
-
-def _fgkvmem_train_view(protocol: ViewProtocol):
-    # FGKVMemPred linear/fine-tune (§2.6): short side jittered in [128, 160], then a random 112 crop;
-    # here a square random crop of area (128/160)²..1 of the canvas resized to the crop size (the same
-    # scale range); grayscale 0.2 then ColorJitter(0.4, 0.4, 0.4, 0.1) always; flip 0.5.
-    from vidssl.data import transforms as T
-
-    return [T.RandomResizedCrop(protocol.crop_size, scale=((128 / 160) ** 2, 1.0), ratio=(1.0, 1.0)),
-            T.RandomHorizontalFlip(0.5), T.RandomGrayscale(0.2), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0)]
-
-
-def _demo_train_view(protocol: ViewProtocol):
-    # The embedded dataset's classes include left/right and clockwise/anticlockwise motions: a
-    # horizontal flip would turn one class into another, so there is none.
-    from vidssl.data import transforms as T
-
-    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.4, 1.0)), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8)]
-
-
-#: Random train views by name (each a list of float ``B×C×T×H×W`` transforms).
-TRAIN_AUGMENTS: dict[str, Callable[[ViewProtocol], list]] = {
-    "brave": _brave_train_view,
-    "gdt": _gdt_train_view,
-    "fgkvmem": _fgkvmem_train_view,
-    "demo": _demo_train_view,
-}
-
-
-def build_train_augment(protocol: ViewProtocol) -> torch.nn.Module:
-    """uint8 ``B×T×H×W×C`` -> float ``B×C×T×crop×crop``: the protocol's random train view, normalised."""
-    from vidssl.data import transforms as T
-
-    if protocol.train_augment not in TRAIN_AUGMENTS:
-        raise ConfigError(f"unknown train augmentation '{protocol.train_augment}'; known: {', '.join(TRAIN_AUGMENTS)}")
-    return T.Compose([T.ToFloatClip(), *TRAIN_AUGMENTS[protocol.train_augment](protocol),
-                      T.Normalize(protocol.mean, protocol.std)])
+from vidssl.errors import UserError
+from vidssl.eval.views import (  # noqa: F401 (re-exported: vidssl.eval.features is where callers import them)
+    CONTRACT_GEOMETRY,
+    PROTOCOLS,
+    TRAIN_AUGMENTS,
+    CropLayout,
+    ProtocolChoice,
+    ViewProtocol,
+    build_train_augment,
+    contract_of,
+    eval_views,
+    get_protocol,
+    protocol_for,
+)
 
 
 # ----------------------------------------------------------------------------- encoders
@@ -181,8 +51,9 @@ class EncoderInfo:
     source: str
     hash: str
     backbone: str = ""
+    contract: dict[str, Any] | str = "none"  # the encoder's input contract (InputContract.to_dict()) or "none"
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -222,7 +93,9 @@ def load_eval_encoder(
             raise UserError(f"checkpoint '{checkpoint}' does not exist")
         weights = _weights_file(path)
         encoder = models.load_encoder(path)
-        info = EncoderInfo(str(path), file_sha256(weights), getattr(encoder, "backbone_name", "") or "")
+        contract = contract_of(encoder)
+        info = EncoderInfo(str(path), file_sha256(weights), getattr(encoder, "backbone_name", "") or "",
+                           contract.to_dict() if contract is not None else "none")
     elif backbone:
         kwargs = dict(backbone_kwargs or {})
         with torch.random.fork_rng():
@@ -263,27 +136,50 @@ def open_dataset(root: str | Path):
     return manifest
 
 
+def file_stamp(manifest, record) -> tuple[Any, Any]:
+    """``(size, mtime_ns)`` of a record's file from ``os.stat``; the manifest's probed ``(size, mtime)``
+    when the file cannot be stat'ed (a manifest JSON read away from its videos)."""
+    resolve = getattr(manifest, "resolve", None)
+    path = resolve(record) if resolve is not None else os.path.join(str(getattr(manifest, "root", "")), record.path)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return getattr(record, "size", None), getattr(record, "mtime", None)
+    return stat.st_size, stat.st_mtime_ns
+
+
 def dataset_fingerprint(manifest, split: str, fold: int) -> str:
-    """Hash of the videos (paths + labels) of one split of one fold."""
+    """Hash of the videos of one split of one fold: root, and each file's path, label, size and mtime.
+
+    Touching or rewriting one video (or moving the dataset) gives another fingerprint, hence another
+    cache key: features are never read back for files that changed.
+    """
     subset = manifest.subset(split=split, fold=fold)
-    digest = hashlib.sha256(f"{split}:{fold}".encode())
+    digest = hashlib.sha256(f"{split}:{fold}:{getattr(manifest, 'root', '')}".encode())
     for record in subset.records:
-        digest.update(f"{record.path}|{record.label}\n".encode())
+        size, mtime = file_stamp(subset, record)
+        digest.update(f"{record.path}|{record.label}|{size}|{mtime}\n".encode())
     return digest.hexdigest()[:24]
 
 
-def make_dataset(manifest, protocol: ViewProtocol, split: str, fold: int, augmented: bool, seed: int = 0):
-    """The :class:`~vidssl.data.datasets.VideoDataset` a protocol reads.
+def clip_plan(protocol: ViewProtocol, augmented: bool):
+    """The clip plan of a protocol: K uniformly spaced clips of view ``"clip"`` (test views), or one
+    random clip (augmented train passes)."""
+    from vidssl.data.sampling import RandomClipPlan, UniformClipsPlan, ViewSpec
 
-    Test views: K uniformly spaced clips per video (``K×T×H×W×C`` under key ``"clip"``); augmented
+    view = ViewSpec("clip", num_frames=protocol.num_frames, stride=protocol.stride, canvas=protocol.canvas)
+    return RandomClipPlan(view) if augmented else UniformClipsPlan(view, num_clips=protocol.temporal_clips)
+
+
+def make_dataset(manifest, protocol: ViewProtocol, split: str, fold: int, augmented: bool, seed: int = 0):
+    """The :class:`~vidssl.data.datasets.VideoDataset` a protocol reads (:func:`clip_plan`).
+
+    Test views: K uniformly spaced clips per video (``K×T×H×W×C`` under view ``"clip"``); augmented
     train passes: one random clip (``T×H×W×C``).
     """
     from vidssl.data.datasets import VideoDataset
-    from vidssl.data.sampling import RandomClipPlan, UniformClipsPlan, ViewSpec
 
-    view = ViewSpec("clip", protocol.num_frames, stride=protocol.stride, canvas=protocol.canvas)
-    plan = RandomClipPlan(view) if augmented else UniformClipsPlan(view, num_clips=protocol.temporal_clips)
-    return VideoDataset(manifest, plan, split=split, fold=fold, seed=seed)
+    return VideoDataset(manifest, clip_plan(protocol, augmented), split=split, fold=fold, seed=seed)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -316,7 +212,8 @@ class FeatureSet:
 
 
 def cache_key(encoder_hash: str, protocol: ViewProtocol, dataset_id: str, split: str, fold: int, passes: int, seed: int) -> str:
-    """Hex key naming a cache entry; any change of encoder, protocol, data, passes or seed changes it."""
+    """Hex key naming a cache entry; any change of encoder, protocol (any field, normalisation included),
+    data (``dataset_id`` from :func:`dataset_fingerprint`), split, fold, passes or seed changes it."""
     spec = json.dumps(
         {"encoder": encoder_hash, "protocol": protocol.describe(), "dataset": dataset_id, "split": split,
          "fold": fold, "passes": passes, "seed": seed},
@@ -359,6 +256,12 @@ def _progress(total: int, description: str, enabled: bool):
     return _Bar()
 
 
+def clip_batch(batch: dict) -> torch.Tensor:
+    """The uint8 clips of view ``"clip"`` in a collated batch (``batch["clips"]``; older items: ``batch["video"]``)."""
+    views = batch["clips"] if "clips" in batch else batch["video"]
+    return views["clip"]
+
+
 @torch.no_grad()
 def encode_batch(
     encoder: torch.nn.Module,
@@ -392,7 +295,7 @@ def _extract_range(encoder, dataset, indices, views, device, batch_size, num_wor
                         pin_memory=device.type == "cuda", collate_fn=collate)
     features, labels = [], []
     for batch in loader:
-        video = batch["video"]["clip"]
+        video = clip_batch(batch)
         features.append(encode_batch(encoder, video, views, device, generator).numpy())
         labels.append(np.asarray(batch["label"]))
         bar.advance(len(video))
@@ -426,8 +329,9 @@ def extract_features(
     encoder = encoder.to(device).eval()
     dataset_id = dataset_fingerprint(manifest, split, fold)
     key = cache_key(encoder_info.hash, protocol, dataset_id, split, fold, passes, seed)
-    meta = {"key": key, "encoder": encoder_info.as_dict(), "protocol": protocol.describe(), "dataset": dataset_id,
-            "root": str(getattr(manifest, "root", "")), "split": split, "fold": fold, "passes": passes, "seed": seed}
+    meta = {"key": key, "encoder": encoder_info.as_dict(), "input_contract": encoder_info.contract,
+            "protocol": protocol.describe(), "dataset": dataset_id, "root": str(getattr(manifest, "root", "")),
+            "split": split, "fold": fold, "passes": passes, "seed": seed}
     entry = Path(cache_dir) / key if cache_dir is not None else None
     if entry is not None and (entry / "features.npz").is_file():
         cached = FeatureSet.load(entry)

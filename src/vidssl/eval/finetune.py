@@ -34,7 +34,16 @@ from torch import nn
 
 from vidssl.data.datasets import collate
 from vidssl.errors import ConfigError
-from vidssl.eval.features import build_train_augment, encode_batch, eval_views, get_protocol, make_dataset, pick_device
+from vidssl.eval.features import (
+    ViewProtocol,
+    build_train_augment,
+    clip_batch,
+    encode_batch,
+    eval_views,
+    make_dataset,
+    pick_device,
+    protocol_for,
+)
 from vidssl.eval.linear import warmup_cosine_lr
 from vidssl.eval.report import confusion_matrix, topk_accuracy
 
@@ -152,7 +161,7 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
 
         def training_step(self, batch, batch_idx):
             with torch.no_grad():
-                inputs = self.augment(batch["video"]["clip"])
+                inputs = self.augment(clip_batch(batch))
             logits = self.model(inputs)
             labels = batch["label"].long()
             loss = nn.functional.cross_entropy(logits, labels)
@@ -186,7 +195,7 @@ def predict_views(model: nn.Module, loader, views: nn.Module, device: torch.devi
     views = views.to(device)
     scores, labels = [], []
     for batch in loader:
-        logits = encode_batch(model, batch["video"]["clip"], views, device)  # B×V×C
+        logits = encode_batch(model, clip_batch(batch), views, device)  # B×V×C
         scores.append(logits.mean(dim=1).numpy())
         labels.append(np.asarray(batch["label"]))
         if progress is not None:
@@ -219,14 +228,18 @@ def finetune(
     *,
     out_dir: str | Path,
     device: str | None = None,
+    protocol: ViewProtocol | None = None,
     protocol_overrides: dict[str, Any] | None = None,
     progress: bool = True,
     dataset_factory=make_dataset,
 ) -> FinetuneResult:
     """Fine-tune ``backbone`` + a new linear head on the train set of ``fold``; score the test set's K×S views.
 
-    Lightning writes ``out_dir/fold<N>/metrics.csv``. Returns last-epoch top-1/top-5 (and the
-    per-epoch numbers when ``cfg.eval_every_epoch_from >= 0``).
+    ``protocol``: the views (from :func:`~vidssl.eval.views.protocol_for`); None resolves
+    ``cfg.protocol`` (with ``protocol_overrides``) for ``backbone``, so an encoder with an input
+    contract is still fed with the contract's normalisation. Lightning writes
+    ``out_dir/fold<N>/metrics.csv``. Returns last-epoch top-1/top-5 (and the per-epoch numbers when
+    ``cfg.eval_every_epoch_from >= 0``).
     """
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
@@ -234,7 +247,8 @@ def finetune(
     if cfg.head_lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError(f"fine-tuning needs head_lr > 0, epochs >= 1 and batch_size >= 1 "
                           f"(got {cfg.head_lr}, {cfg.epochs}, {cfg.batch_size})")
-    protocol = get_protocol(cfg.protocol, **(protocol_overrides or {}))
+    if protocol is None:
+        protocol = protocol_for(backbone, cfg.protocol, **(protocol_overrides or {})).protocol
     torch_device = pick_device(device)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     num_classes = len(manifest.class_names)

@@ -2,7 +2,8 @@
 
 Every ``vidssl eval <protocol> --out DIR`` ends in :func:`write_report`, which writes
 
-- ``DIR/report.json``: ``{"protocol", "results", "per_split", "config", "checkpoint", "views", ...}``;
+- ``DIR/report.json``: ``{"protocol", "results", "per_split", "config", "checkpoint", "views",
+  "input_contract", ...}``;
 - ``DIR/report.md``: the same numbers as a readable page;
 - ``DIR/confusion.png`` (or ``confusion_<name>.png``) when a confusion matrix is given.
 
@@ -217,6 +218,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"- dataset: `{report['dataset']}`")
     if report.get("views"):
         lines.append(f"- views: {json.dumps(_json_safe(report['views']))}")
+    if "input_contract" in report:
+        contract = report["input_contract"]
+        lines.append(f"- input contract: {contract if isinstance(contract, str) else json.dumps(_json_safe(contract))}"
+                     + (f" (views from {report['views_from']})" if report.get("views_from") else ""))
     if report.get("seconds") is not None:
         lines.append(f"- wall time: {report['seconds']:.1f} s")
     heading = f"## Results (mean over splits {', '.join(per_split_keys)})" if len(per_split_keys) > 1 else "## Results"

@@ -1,7 +1,8 @@
 """ρBYOL as in PySlowFast (Feichtenhofer et al., 2021), the base framework of FGKVMemPred.
 
-ρ clips per video at independent random times, sliced from ONE decode (``MultiClipPlan``),
-each with its own spatial and colour augmentation. Online network = encoder + projector
+ρ clips per video at independent random times (views ``clip_1 … clip_ρ``), sliced from ONE
+decode (:class:`~vidssl.data.sampling.ViewsPlan` with ρ anchors), each with its own spatial and
+colour augmentation. Online network = encoder + projector
 ``MLP(D→4096→256, BN)`` + predictor ``MLP(256→4096→256, BN)``; target network = an EMA copy
 of encoder + projector (parameters only; its BN runs in train mode). For every ordered pair
 (query clip k, key clip j ≠ k) the loss is ``2 - 2·cos(pred(z_k), z'_j)``; each query's loss
@@ -22,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from vidssl.losses import byol_loss
-from vidssl.methods.base import MethodConfig, SSLMethod
+from vidssl.methods.base import SSLMethod
+from vidssl.methods.config import MethodConfig
 from vidssl.models.heads import MLPHead
 
 
@@ -71,20 +73,24 @@ class BYOL(SSLMethod):
         m = self.cfg.method
         return MLPHead(m.proj_dim, m.pred_hidden_dim, m.proj_dim)
 
+    @property
+    def clip_names(self) -> list[str]:
+        """The view names of the ρ clips: ``clip_1 … clip_ρ``."""
+        return [f"clip_{k + 1}" for k in range(self.cfg.method.rho)]
+
     def make_plan(self):
-        from vidssl.data.sampling import MultiClipPlan, ViewSpec
+        from vidssl.data.sampling import ViewsPlan, ViewSpec
 
         m = self.cfg.method
-        view = ViewSpec("clips", num_frames=m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))
-        return MultiClipPlan(view, rho=m.rho)
+        return ViewsPlan([ViewSpec(name, num_frames=m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))
+                          for name in self.clip_names])
 
-    def augment(self, batch: dict[str, Any]) -> list[Tensor]:
-        """``video["clips"]`` uint8 ``B×ρ×T×H×W×C`` → ρ float views ``B×C×T×h×w``, independent draws per clip."""
+    def augment(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """``clips[clip_k]`` uint8 ``B×T×H×W×C`` → float views ``B×C×T×h×w``, independent draws per
+        clip (all ρ clips go through one batched call)."""
         clips = batch["video"]["clips"]
-        b, rho = clips.shape[:2]
-        x = self.augmentation(clips.flatten(0, 1))
-        x = x.view(b, rho, *x.shape[1:])
-        return [x[:, k] for k in range(rho)]
+        x = self.augmentation(torch.cat([clips[name] for name in self.clip_names]))
+        return dict(zip(self.clip_names, x.chunk(len(self.clip_names))))
 
     @torch.no_grad()
     def target_forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -97,18 +103,17 @@ class BYOL(SSLMethod):
         sim = byol_loss(self.predictor(online["z"]), target["z"])
         return {"loss": sim, "sim": sim}
 
-    def compute_loss(self, views: list[Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
-        targets = [self.target_forward(v) for v in views]
+    def compute_loss(self, views: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        names = self.clip_names
+        targets = {name: self.target_forward(views[name]) for name in names}
         totals: dict[str, Tensor] = {}
-        first_embedding = None
-        for k, view in enumerate(views):
-            emb = self.encoder(view)
+        for query in names:
+            emb = self.encoder(views[query])
             online = {"embedding": emb, "z": self.projector(emb)}
-            if first_embedding is None:
-                first_embedding = emb
-            keys = [j for j in range(len(views)) if j != k]
-            for j in keys:
-                for name, value in self.pair_loss(online, targets[j]).items():
+            if query == names[0]:
+                totals["embedding"] = emb
+            keys = [key for key in names if key != query]
+            for key in keys:
+                for name, value in self.pair_loss(online, targets[key]).items():
                     totals[name] = totals.get(name, 0.0) + value / len(keys)
-        totals["embedding"] = first_embedding
         return totals

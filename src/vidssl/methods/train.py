@@ -4,14 +4,18 @@
 
 - ``config.yaml``: the resolved config;
 - ``checkpoints/last.ckpt`` (every ``trainer.checkpoint_every`` steps and at the end) and
-  ``checkpoints/best.ckpt`` (highest ``probe/acc`` when the data has labels, else lowest
-  ``train/loss``), written atomically;
+  ``checkpoints/best.ckpt`` (chosen at every epoch end: highest epoch-mean online-probe accuracy
+  ``probe/acc_epoch`` when the data has labels, else lowest epoch-mean ``train/loss_epoch``),
+  written atomically;
 - ``metrics.csv``: Lightning's CSV log (one row per logged step, ``probe/acc`` when labelled);
 - ``tensorboard/``: the same scalars for TensorBoard;
-- ``encoder.safetensors``: the main video encoder (``vidssl.models.save_encoder``).
+- ``encoder.safetensors``: the main video encoder with its input contract (``vidssl.models.save_encoder``);
+- ``skipped_videos.json``: unreadable videos skipped during training, gathered from every process
+  (path -> reason; written only when there are any).
 
 ``resume=True`` continues from ``checkpoints/last.ckpt``: weights, optimiser, lr schedule,
-EMA targets, DINO centre, loop counters, sampler position and RNG state.
+EMA targets, DINO centre, loop counters and RNG state; every stream's sampler position follows
+from the step (:mod:`vidssl.data.samplers`).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from typing import Any, Callable
 import torch
 
 from vidssl.config import load_yaml, preset_path, save_yaml, to_dict
-from vidssl.errors import ConfigError, DataError
-from vidssl.methods.base import PretrainConfig, apply_pretrain_overrides, pretrain_config_from_dict
+from vidssl.data.module import StreamDataModule, open_manifest, prepare_data_root
+from vidssl.errors import ConfigError
+from vidssl.methods.config import PretrainConfig, apply_pretrain_overrides, pretrain_config_from_dict
 
 
 def load_pretrain_config(preset: str, overrides: list[str] | None = None) -> PretrainConfig:
@@ -81,28 +86,23 @@ def _csv_logger(out: Path, resume_step: int | None, flush_every: int):
     return ResumingCSVLogger(out, name="", version="", flush_logs_every_n_steps=flush_every)
 
 
-def prepare_data_root(cfg: PretrainConfig, log: Callable[[str], None] = print) -> Path:
-    """The data root; the embedded dataset is generated there first when the preset asks for it."""
-    root = Path(cfg.data.root).expanduser()
-    if not root.exists():
-        if not cfg.data.generate_demo:
-            raise DataError(f"data root '{root}' does not exist; set data.root=PATH (or generate the demo: "
-                            f"`vidssl data demo --out {root}`)")
-        from vidssl.data.demo import generate_demo
+def _gather_skipped(data: StreamDataModule) -> dict[str, str]:
+    """Unreadable videos skipped by every process's loaders (a collective when distributed)."""
+    from vidssl.distributed import gather_objects
 
-        log(f"data root {root} does not exist: generating the embedded demo dataset there "
-            f"(size={cfg.data.demo_size}, seed={cfg.trainer.seed}) ...")
-        generate_demo(root, size=cfg.data.demo_size, seed=cfg.trainer.seed)
-        log(f"wrote the demo dataset to {root}")
-    return root
+    merged: dict[str, str] = {}
+    for part in gather_objects(data.skipped_videos()):
+        for path, reason in part.items():
+            merged.setdefault(path, reason)
+    return merged
 
 
-def _manifest(root: Path, fmt: str):
-    from vidssl.data.index import MANIFEST_NAME, build_manifest, load_manifest
+def write_json_atomic(data: Any, path: Path) -> None:
+    import json
 
-    if (root / MANIFEST_NAME).is_file():
-        return load_manifest(root)
-    return build_manifest(root, format=fmt)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def _trainer_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
@@ -139,22 +139,24 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
         raise ConfigError(f"--resume: no checkpoint at {last}")
     if not resume and last.is_file():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    root = prepare_data_root(cfg, log)
-    manifest = _manifest(root, cfg.data.format)
+    root = prepare_data_root(cfg.data, log)
+    manifest = open_manifest(root, cfg.data.format)
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(to_dict(cfg), out / "config.yaml")
     if not resume:
         L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
     method = METHODS[cfg.method.name](cfg, num_classes=manifest.num_classes)
-    method.attach_data(manifest)
+    streams = method.data_streams()
+    data = StreamDataModule(streams, seed=cfg.trainer.seed, manifests={next(iter(streams)): manifest}, log=log)
     labelled = method.probe is not None
     every = max(1, cfg.trainer.checkpoint_every)
     checkpoints = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
                         every_n_train_steps=every, enable_version_counter=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="probe/acc" if labelled else "train/loss",
-                        mode="max" if labelled else "min", save_top_k=1, every_n_train_steps=every,
+        # chosen on an epoch-level signal, never on one training batch
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="probe/acc_epoch" if labelled else "train/loss_epoch",
+                        mode="max" if labelled else "min", save_top_k=1, save_on_train_epoch_end=True,
                         enable_version_counter=False),
     ]
     resume_step = torch.load(last, weights_only=True, map_location="cpu")["global_step"] if resume else None
@@ -162,15 +164,18 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
                TensorBoardLogger(out, name="tensorboard", version="")]
     trainer = L.Trainer(**_trainer_kwargs(cfg), logger=loggers, callbacks=checkpoints + list(callbacks or []),
                         plugins=[_atomic_checkpoint_io()], default_root_dir=out)
-    trainer.fit(method, ckpt_path=str(last) if resume else None)
+    trainer.fit(method, datamodule=data, ckpt_path=str(last) if resume else None)
     trainer.save_checkpoint(last, weights_only=False)  # full state: optimizer, loops, callbacks
+    skipped = _gather_skipped(data)
     if trainer.is_global_zero:
         from vidssl.models import save_encoder
 
         m = cfg.method
-        save_encoder(method.encoder, out / "encoder.safetensors", name=m.backbone, kwargs=dict(m.backbone_kwargs))
-        skipped = method.skipped_videos()
+        save_encoder(method.encoder, out / "encoder.safetensors", name=m.backbone, kwargs=dict(m.backbone_kwargs),
+                     contract=method.input_contract())
         if skipped:
-            log(f"skipped {len(skipped)} unreadable videos: " + ", ".join(sorted(skipped)[:10]))
+            write_json_atomic(skipped, out / "skipped_videos.json")
+            log(f"skipped {len(skipped)} unreadable videos (listed in {out / 'skipped_videos.json'}): "
+                + ", ".join(sorted(skipped)[:10]))
         log(f"pretraining done: {out} (step {trainer.global_step}); encoder at {out / 'encoder.safetensors'}")
     return out

@@ -1,9 +1,12 @@
 """Models: the backbone registry and the encoder file format.
 
 An *encoder file* is a safetensors file holding a backbone's ``state_dict`` with metadata
-``{"backbone": name, "kwargs": json.dumps(kwargs), "format": "vidssl-encoder/1"}``, enough to
-rebuild the module with :func:`vidssl.models.backbones.build_backbone` and load it without
-executing any pickled code. A pretraining run writes it as ``DIR/encoder.safetensors``.
+``{"backbone": name, "kwargs": json.dumps(kwargs), "input_contract": json, "format": "vidssl-encoder/1"}``,
+enough to rebuild the module with :func:`vidssl.models.backbones.build_backbone`, load it without
+executing any pickled code, and feed it the way it was trained
+(:class:`~vidssl.models.contract.InputContract`, attribute ``input_contract`` of the loaded
+module; None for files written without one). A pretraining run writes it as
+``DIR/encoder.safetensors``.
 
 Example::
 
@@ -27,16 +30,18 @@ from torch import nn
 
 from vidssl.errors import UserError
 from vidssl.models.backbones import BACKBONES, build_backbone
+from vidssl.models.contract import InputContract
 
 ENCODER_FILENAME = "encoder.safetensors"
 ENCODER_FORMAT = "vidssl-encoder/1"
 CKPT_ENCODER_PREFIX = "encoder."
 
 
-def _tag(module: nn.Module, name: str, kwargs: dict[str, Any]) -> nn.Module:
-    """Remember how the module was built (eval reports print ``backbone_name``)."""
+def _tag(module: nn.Module, name: str, kwargs: dict[str, Any], contract: InputContract | None = None) -> nn.Module:
+    """Remember how the module was built (eval reports print ``backbone_name``) and how it is fed."""
     module.backbone_name = name
     module.backbone_kwargs = dict(kwargs)
+    module.input_contract = contract
     return module
 
 
@@ -48,11 +53,13 @@ def build_random_encoder(name: str, **kwargs: Any) -> nn.Module:
     return _tag(build_backbone(name, **kwargs), name, kwargs)
 
 
-def save_encoder(module: nn.Module, path: str | Path, name: str, kwargs: dict[str, Any] | None = None) -> Path:
+def save_encoder(module: nn.Module, path: str | Path, name: str, kwargs: dict[str, Any] | None = None,
+                 contract: InputContract | None = None) -> Path:
     """Write ``module``'s weights (parameters and buffers) to the safetensors file ``path``, atomically.
 
     ``name`` / ``kwargs`` are the backbone registry name and builder arguments (JSON-serialisable)
-    that rebuild ``module``. Returns the path written.
+    that rebuild ``module``; ``contract`` says how it must be fed (stored as metadata). Returns
+    the path written.
     """
     kwargs = dict(kwargs or {})
     if name not in BACKBONES:
@@ -66,6 +73,8 @@ def save_encoder(module: nn.Module, path: str | Path, name: str, kwargs: dict[st
     # Clone so that tensors sharing storage (tied weights, views) can be written; safetensors refuses aliases.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
     metadata = {"backbone": name, "kwargs": kwargs_json, "format": ENCODER_FORMAT}
+    if contract is not None:
+        metadata["input_contract"] = contract.to_json()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -95,6 +104,8 @@ def _load_safetensors(path: Path) -> nn.Module:
         raise UserError(f"'{path}' has no 'backbone' metadata; it was not written by vidssl.models.save_encoder")
     kwargs = json.loads(metadata.get("kwargs") or "{}")
     module = build_random_encoder(metadata["backbone"], **kwargs)
+    if metadata.get("input_contract"):
+        module.input_contract = InputContract.from_json(metadata["input_contract"])
     _load_state(module, state, path)
     return module
 
@@ -117,6 +128,8 @@ def _load_lightning_ckpt(path: Path) -> nn.Module:
     if not state:
         raise UserError(f"'{path}' holds no '{CKPT_ENCODER_PREFIX}*' weights")
     module = build_random_encoder(spec["name"], **dict(spec.get("kwargs") or {}))
+    if spec.get("contract"):
+        module.input_contract = InputContract.from_dict(dict(spec["contract"]))
     _load_state(module, state, path)
     return module
 
@@ -129,7 +142,8 @@ def load_encoder(path: str | Path) -> nn.Module:
     - ``*.ckpt``: a Lightning checkpoint of a vidssl method, read with ``weights_only=True``; the
       backbone comes from ``hyper_parameters["encoder"]`` and the weights from the ``encoder.*`` keys.
 
-    The module gets attributes ``backbone_name`` and ``backbone_kwargs``. Missing or unreadable
+    The module gets attributes ``backbone_name``, ``backbone_kwargs`` and ``input_contract``
+    (an :class:`~vidssl.models.contract.InputContract`, None when the file has none). Missing or unreadable
     files raise :class:`~vidssl.errors.UserError` naming the path.
     """
     path = Path(path)
@@ -146,4 +160,4 @@ def load_encoder(path: str | Path) -> nn.Module:
     return loaders[path.suffix](path).eval()
 
 
-__all__ = ["BACKBONES", "build_backbone", "build_random_encoder", "load_encoder", "save_encoder"]
+__all__ = ["BACKBONES", "InputContract", "build_backbone", "build_random_encoder", "load_encoder", "save_encoder"]

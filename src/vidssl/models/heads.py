@@ -1,4 +1,5 @@
-"""Projection / prediction heads and FGKVMemPred's key-value memory predictor.
+"""Projection / prediction heads: PySlowFast's MLP (ρBYOL, FGKVMemPred), FGKVMemPred's key-value
+memory predictor and BraVe's shared projector/predictor.
 
 Heads take ``B×D`` vectors. :class:`MLPHead` is the PySlowFast ``MLPHead`` shape used
 by BYOL and FGKVMemPred: ``Linear(no bias) → BN → ReLU`` repeated, then a final
@@ -6,6 +7,8 @@ by BYOL and FGKVMemPred: ``Linear(no bias) → BN → ReLU`` repeated, then a fi
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -74,3 +77,112 @@ class KeyValueMemory(nn.Module):
         if self.residual:
             out = out + z.repeat(1, self.num_heads)
         return out
+
+
+# ---- BraVe (Recasens et al., ICCV 2021): one projector/predictor shared by every view ----
+
+
+def _haiku_batch_norm(dim: int) -> nn.BatchNorm1d:
+    # haiku BatchNorm(decay_rate=0.9, eps=1e-5) == torch momentum 0.1, eps 1e-5
+    return nn.BatchNorm1d(dim, eps=1e-5, momentum=0.1)
+
+
+def _haiku_linear(in_dim: int, out_dim: int) -> nn.Linear:
+    """``nn.Linear`` with haiku's default init: truncated normal (±2σ), σ = 1/sqrt(fan_in); zero bias."""
+    layer = nn.Linear(in_dim, out_dim)
+    std = 1.0 / math.sqrt(in_dim)
+    nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class BraveProjector(nn.Module):
+    """BraVe's projector (A6): ``D → 4096 → BN → ReLU → 128 → BN``; ``B×D`` → ``B×128``.
+
+    ``forward(x, input_layer=None)``: ``input_layer`` replaces ``hidden`` (the first ``Linear``)
+    for an embedding of another width (see :class:`BraveHeads`).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 128):
+        super().__init__()
+        self.hidden = _haiku_linear(in_dim, hidden_dim)
+        self.hidden_norm = _haiku_batch_norm(hidden_dim)
+        self.out = _haiku_linear(hidden_dim, out_dim)
+        self.out_norm = _haiku_batch_norm(out_dim)
+
+    def forward(self, x: Tensor, input_layer: nn.Module | None = None) -> Tensor:
+        x = (input_layer or self.hidden)(x)
+        x = torch.relu(self.hidden_norm(x))
+        return self.out_norm(self.out(x))
+
+
+class BravePredictor(nn.Module):
+    """BraVe's predictor (A6): ``128 → 4096 → BN → ReLU → 128``; ``B×128`` → ``B×128``."""
+
+    def __init__(self, dim: int = 128, hidden_dim: int = 4096):
+        super().__init__()
+        self.hidden = _haiku_linear(dim, hidden_dim)
+        self.hidden_norm = _haiku_batch_norm(hidden_dim)
+        self.out = _haiku_linear(hidden_dim, dim)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.out(torch.relu(self.hidden_norm(self.hidden(z))))
+
+
+class ProjectAndPredict(nn.Module):
+    """BraVe's head: :class:`BraveProjector` then :class:`BravePredictor`.
+
+    ``forward(embedding B×D) -> (z B×128, h B×128)``. The released code shares *one* such head
+    across all views (narrow video, broad video, audio, flow); embeddings of different widths
+    therefore need the same ``D`` (2048 for TSM-50 ×1 and audio ResNet-50).
+
+    Example:
+        >>> z, h = ProjectAndPredict(16, hidden_dim=32, out_dim=8)(torch.randn(4, 16))
+        >>> z.shape, h.shape
+        (torch.Size([4, 8]), torch.Size([4, 8]))
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int = 4096, out_dim: int = 128):
+        super().__init__()
+        self.projector = BraveProjector(in_dim, hidden_dim, out_dim)
+        self.predictor = BravePredictor(out_dim, hidden_dim)
+
+    def forward(self, embedding: Tensor, input_layer: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+        z = self.projector(embedding, input_layer)
+        return z, self.predictor(z)
+
+
+class BraveHeads(nn.Module):
+    """The projection heads of all views: one shared head (faithful) or one per view.
+
+    Args:
+        view_dims: embedding width per view name, e.g. ``{"narrow": 2048, "broad_audio": 2048}``.
+        shared: True (the released code): every view calls the same :class:`ProjectAndPredict`.
+            False: one head per view (the paper's notation may suggest this).
+
+    With ``shared=True`` and views of different widths (only TSM ×2 narrow + audio does this;
+    the released ×2 V/AF checkpoint cannot have shared one D→4096 matrix either) each width
+    gets its own first ``Linear`` into the 4096-d hidden layer (``input_layers[str(width)]``);
+    everything after it is shared. BatchNorm statistics are computed per call, i.e. per view,
+    as in the original.
+    """
+
+    def __init__(self, view_dims: dict[str, int], shared: bool = True, hidden_dim: int = 4096, out_dim: int = 128):
+        super().__init__()
+        self.shared = shared
+        self.view_dims = dict(view_dims)
+        if shared:
+            dims = sorted(set(view_dims.values()))
+            self.head = ProjectAndPredict(dims[0], hidden_dim, out_dim)
+            # extra input layers for other widths (keyed by width), empty in every ×1 configuration
+            self.input_layers = nn.ModuleDict({str(d): _haiku_linear(d, hidden_dim) for d in dims[1:]})
+            self._first_dim = dims[0]
+        else:
+            self.heads = nn.ModuleDict({v: ProjectAndPredict(d, hidden_dim, out_dim) for v, d in view_dims.items()})
+
+    def forward(self, view: str, embedding: Tensor) -> tuple[Tensor, Tensor]:
+        """``(z, h)`` for ``embedding`` (``B×D``) of ``view``."""
+        if not self.shared:
+            return self.heads[view](embedding)
+        d = embedding.shape[-1]
+        return self.head(embedding, None if d == self._first_dim else self.input_layers[str(d)])

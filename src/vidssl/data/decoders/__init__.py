@@ -1,0 +1,8 @@
+"""Decoder backends behind :mod:`vidssl.data.decode` (import them from there).
+
+* :mod:`~vidssl.data.decoders.base`: :class:`VideoInfo`, :class:`Clip`, the :class:`Decoder`
+  protocol and the frame-selection helpers both backends share.
+* :mod:`~vidssl.data.decoders.pyav_decoder`: :class:`PyAVDecoder` (FFmpeg through PyAV, default).
+* :mod:`~vidssl.data.decoders.torchcodec_decoder`: :class:`TorchCodecDecoder` (optional extra).
+* :mod:`~vidssl.data.decoders.probing`: :func:`probe` (metadata of one file, through PyAV).
+"""

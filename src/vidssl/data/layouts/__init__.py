@@ -1,0 +1,77 @@
+"""Dataset layout readers: ``root -> (records, class_names, missing)``, one module per layout.
+
+Layouts read (``format=`` of :func:`vidssl.data.index.build_manifest`):
+
+* ``folder``: ``ROOT/SPLIT/CLASS/*.mp4`` (SPLIT e.g. train/val/test), or ``ROOT/CLASS/*.mp4``
+  (no split).
+* ``csv``: ``ROOT/{train,val,test}.csv`` with lines ``path label`` (PySlowFast / FGKVMemPred
+  lists; space, tab or comma separated; paths relative to ROOT or absolute).
+* ``ucf101``: ``classInd.txt`` + ``trainlist0N.txt`` / ``testlist0N.txt`` (N = 1..3), in ROOT or
+  one folder below (e.g. ``ucfTrainTestlist/``); videos under ROOT (or ``ROOT/UCF-101``).
+* ``hmdb51``: ``<class>_test_splitN.txt`` (lines ``video 1|2|0``: 1 = train, 2 = test,
+  0 = unused), in ROOT or one folder below; videos in ``<class>/`` folders.
+* ``kinetics``: CSVs with header ``label,youtube_id,time_start,time_end,split``; a video is
+  ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ROOT (split/class folders or flat).
+
+A reader takes the resolved dataset root (a :class:`~pathlib.Path`) and returns the
+:class:`~vidssl.data.index.VideoRecord` list, the class names (index = label) and the listed
+paths missing on disk. Mistakes the user can fix raise :class:`~vidssl.errors.DataError`
+with a one-line message. :func:`detect_format` picks the layout of a root.
+
+The readers import the record model from :mod:`vidssl.data.index`; ``index`` imports this
+package only when it is used (``build_manifest`` and the ``detect_format``/``READERS``
+re-exports), so either can be imported first.
+"""
+
+from __future__ import annotations
+
+import os
+
+from vidssl.data.index import SPLIT_NAMES, _check_root
+from vidssl.data.layouts.common import _find, _is_video
+from vidssl.data.layouts.csv_lists import read_csv_lists
+from vidssl.data.layouts.folder import read_folder
+from vidssl.data.layouts.hmdb51 import _HMDB_RE, read_hmdb51
+from vidssl.data.layouts.kinetics import KINETICS_COLUMNS, _kinetics_csvs, read_kinetics
+from vidssl.data.layouts.ucf101 import read_ucf101
+from vidssl.errors import DataError
+
+__all__ = [
+    "LAYOUTS",
+    "detect_format",
+    "read_folder",
+    "read_csv_lists",
+    "read_ucf101",
+    "read_hmdb51",
+    "read_kinetics",
+    "KINETICS_COLUMNS",
+]
+
+# Plain dict of readers: format name -> reader(root) -> (records, class names, missing).
+LAYOUTS = {
+    "folder": read_folder,
+    "csv": read_csv_lists,
+    "ucf101": read_ucf101,
+    "hmdb51": read_hmdb51,
+    "kinetics": read_kinetics,
+}
+
+
+def detect_format(root: str | os.PathLike) -> str:
+    """The layout of ROOT: ucf101 > hmdb51 > kinetics > csv > folder (first that matches)."""
+    root = _check_root(root)
+    if _find(root, "classInd.txt"):
+        return "ucf101"
+    if any(_HMDB_RE.match(p.name) for p in _find(root, "*_test_split*.txt")):
+        return "hmdb51"
+    if _kinetics_csvs(root):
+        return "kinetics"
+    if any(p.stem.lower() in SPLIT_NAMES for p in root.glob("*.csv")):
+        return "csv"
+    if any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir()):
+        return "folder"
+    if any(_is_video(p) for p in root.iterdir()):
+        raise DataError(f"{root} holds videos but no class folders or split files; put each class in its own folder "
+                        "(ROOT/CLASS/*.mp4) or add split lists")
+    raise DataError(f"{root} is empty or has no recognisable dataset layout; expected class folders, "
+                    "UCF101/HMDB51 split files, a Kinetics CSV or train.csv/val.csv lists")

@@ -1,0 +1,176 @@
+"""The DataModule over a method's data streams: one loader per stream, combined per step.
+
+A method declares its streams (``SSLMethod.data_streams() -> {name: DataStream}``): one for
+most methods, a video and an image stream for BEVT. :class:`StreamDataModule` builds each
+stream's dataset and loader and, with several streams, combines them with Lightning's
+``CombinedLoader``. Every training batch is ``{stream name: stream batch}`` whatever the number
+of streams, each stream batch laid out as :func:`vidssl.data.datasets.collate` makes it.
+
+The first stream is the *primary* one: one pass over it is one epoch. The others cycle over
+their own data independently. Every stream's sampler is positioned by the optimiser step
+(:class:`vidssl.data.samplers.StreamSampler`), so a run killed and resumed at step N reads
+exactly the batches an uninterrupted run reads from step N on, in every stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+
+from vidssl.data.sampling import ClipPlan
+from vidssl.errors import ConfigError, DataError
+
+__all__ = ["DataStream", "StreamDataModule", "prepare_data_root", "open_manifest"]
+
+
+@dataclass
+class DataStream:
+    """One stream of training data: what to read (``data``: a :class:`~vidssl.methods.config.DataConfig`)
+    and how each item is cut from it (``plan``)."""
+
+    plan: ClipPlan
+    data: Any
+
+
+def prepare_data_root(data: Any, log: Callable[[str], None] = print) -> Path:
+    """The stream's data root; the embedded dataset is generated there first when the config asks for it.
+
+    The demo dataset is drawn with ``data.demo_seed``, never with the training seed: a second
+    training seed must not silently regenerate (and replace) the data.
+    """
+    root = Path(data.root).expanduser()
+    if not root.exists():
+        if not data.generate_demo:
+            raise DataError(f"data root '{root}' does not exist; set data.root=PATH (or generate the demo: "
+                            f"`vidssl data demo --out {root}`)")
+        from vidssl.data.demo import generate_demo
+
+        log(f"data root {root} does not exist: generating the embedded demo dataset there "
+            f"(size={data.demo_size}, seed={data.demo_seed}) ...")
+        generate_demo(root, size=data.demo_size, seed=data.demo_seed)
+        log(f"wrote the demo dataset to {root}")
+    return root
+
+
+def open_manifest(root: Path, fmt: str = "auto"):
+    """The manifest of ``root``: its saved ``vidssl_manifest.json`` if there is one, else built now."""
+    from vidssl.data.index import MANIFEST_NAME, build_manifest, load_manifest
+
+    if (root / MANIFEST_NAME).is_file():
+        return load_manifest(root)
+    return build_manifest(root, format=fmt)
+
+
+class StreamDataModule(L.LightningDataModule):
+    """Loaders of every stream of a run.
+
+    Args:
+        streams: ``{name: DataStream}``; the first is the primary stream (it defines the epoch).
+        seed: seed of the shuffles and of every random draw in the datasets.
+        manifests: manifests already opened, by stream name (the others are opened in ``setup``).
+        log: where messages go (dataset generation).
+    """
+
+    def __init__(self, streams: dict[str, DataStream], seed: int = 0, manifests: dict[str, Any] | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        super().__init__()
+        if not streams:
+            raise ConfigError("a method must declare at least one data stream")
+        names = [v.name for s in streams.values() for v in s.plan.views]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"view names must be unique across the streams, got {names}")
+        self.streams = dict(streams)
+        self.seed = int(seed)
+        self.manifests: dict[str, Any] = dict(manifests or {})
+        self.datasets: dict[str, Any] = {}
+        self.log = log
+        self._resume_position = 0
+        self._saved_items: dict[str, int] = {}
+
+    @property
+    def primary(self) -> str:
+        return next(iter(self.streams))
+
+    def setup(self, stage: str | None = None) -> None:
+        for name, stream in self.streams.items():
+            if name not in self.manifests:
+                self.manifests[name] = open_manifest(prepare_data_root(stream.data, self.log), stream.data.format)
+
+    def _position(self) -> int:
+        """Batches every stream has delivered so far: one per optimiser step. A resumed run first
+        iterates its loaders before Lightning restores the step, hence the saved position."""
+        trainer = getattr(self, "trainer", None)
+        step = int(trainer.global_step) if trainer is not None else 0
+        return max(step, self._resume_position)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def make_dataset(self, name: str):
+        from vidssl.data.datasets import VideoDataset
+
+        stream = self.streams[name]
+        data = stream.data
+        split = None if data.split == "all" else data.split
+        return VideoDataset(self.manifests[name], stream.plan, split=split, fold=data.fold, seed=self.seed,
+                            decoder=data.decoder, repeats=data.repeats)
+
+    def loader(self, name: str) -> torch.utils.data.DataLoader:
+        """The DataLoader of stream ``name`` on this process."""
+        from vidssl.data.datasets import collate
+        from vidssl.data.samplers import StreamSampler
+
+        data = self.streams[name].data
+        world, rank = self._world()
+        if data.batch_size % world:
+            raise ConfigError(f"batch_size={data.batch_size} of stream '{name}' is not divisible by the {world} processes")
+        per_rank = data.batch_size // world
+        dataset = self.datasets[name] = self.make_dataset(name)
+        saved = self._saved_items.get(name)
+        if saved is not None and saved != len(dataset):
+            raise DataError(f"stream '{name}' now has {len(dataset)} items but the checkpoint was trained on {saved}: "
+                            "a resumed run must read the same data (check data.root / split / fold)")
+        sampler = StreamSampler(len(dataset), per_rank, seed=self.seed, rank=rank, world_size=world,
+                                position=self._position, cycle=name != self.primary)
+        workers = data.num_workers
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=True, collate_fn=collate,
+            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+            # own generator: creating an iterator must not consume the global RNG (exact resume)
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self):
+        from lightning.pytorch.utilities import CombinedLoader
+
+        # "min_size": the secondary streams never end, so the primary stream's pass is the epoch.
+        return CombinedLoader({name: self.loader(name) for name in self.streams}, mode="min_size")
+
+    def note_batch(self, batch: dict[str, Any]) -> None:
+        """Record the unreadable videos the workers skipped for this batch (every stream)."""
+        for name, stream_batch in batch.items():
+            if name in self.datasets and isinstance(stream_batch, dict) and stream_batch.get("skipped"):
+                self.datasets[name].note_batch(stream_batch)
+
+    def skipped_videos(self) -> dict[str, str]:
+        """Unreadable videos this process's streams skipped so far (path -> reason)."""
+        out: dict[str, str] = {}
+        for dataset in self.datasets.values():
+            out.update(dataset.failures())
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        # The position (batches delivered = optimiser steps) and each stream's size, so a resumed
+        # run starts where this one stopped and can check that it reads the same data.
+        trainer = getattr(self, "trainer", None)
+        return {"position": int(trainer.global_step) if trainer is not None else 0,
+                "items": {name: len(d) for name, d in self.datasets.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_position = int(state.get("position", 0))
+        self._saved_items = dict(state.get("items", {}))
