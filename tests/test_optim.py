@@ -12,10 +12,13 @@ from vidssl.errors import ConfigError
 from vidssl.optim import (
     LARS,
     OptimConfig,
-    WarmupCosineSchedule,
     build_optimizer,
     cosine_momentum,
-    split_decay_groups,
+    default_param_groups,
+    lr_factor,
+    param_group,
+    resolve_warmup_steps,
+    slowfast_cosine,
     warmup_cosine,
 )
 
@@ -33,8 +36,9 @@ def test_lars_step_matches_hand_computation(formula):
     lr, wd, eta = 0.5, 0.1, 0.02
     weight = _param(w0, g0)
     bias = _param([1.0, -1.0], [0.5, 0.5])
-    groups = split_decay_groups([{"name": "net", "params": [weight, bias]}], weight_decay=wd)
-    opt = LARS(groups, lr=lr, momentum=0.0, weight_decay=wd, trust_coefficient=eta, formula=formula)
+    groups = default_param_groups("net", [("weight", weight), ("bias", bias)])
+    cfg = OptimConfig(name="lars", lr=lr, momentum=0.0, weight_decay=wd, trust_coefficient=eta, lars_formula=formula)
+    opt = build_optimizer(cfg, groups)
     opt.step()
 
     w, g = torch.tensor(w0), torch.tensor(g0)
@@ -63,11 +67,23 @@ def test_lars_momentum_accumulates_adapted_gradient():
 def test_lars_zero_weight_falls_back_to_ratio_one_and_excluded_groups_skip():
     p = _param([[0.0, 0.0]], [[1.0, 1.0]])
     q = _param([[1.0, 0.0]], [[1.0, 1.0]])
-    opt = LARS([{"params": [p]}, {"params": [q], "lars_exclude": True, "weight_decay": 0.5}], lr=0.1, momentum=0.0,
+    opt = LARS([{"params": [p]}, {"params": [q], "lars": False, "weight_decay": 0.0}], lr=0.1, momentum=0.0,
                trust_coefficient=0.001)
     opt.step()
     assert torch.allclose(p.data, torch.tensor([[-0.1, -0.1]]))
     assert torch.allclose(q.data, torch.tensor([[0.9, -0.1]]))  # no decay, no adaptation
+
+
+def test_lars_groups_decide_what_is_adapted_whatever_the_shape():
+    """One LARS for every mask: a 1-d parameter in a ``lars`` group is adapted and decayed (BraVe's
+    released mask), a matrix in a non-``lars`` group is plain SGD with its own decay."""
+    vec = _param([3.0, 4.0], [0.0, 1.0])
+    mat = _param([[1.0, 0.0]], [[1.0, 1.0]])
+    opt = LARS([{"params": [vec], "lars": True, "weight_decay": 0.0},
+                {"params": [mat], "lars": False, "weight_decay": 0.5}], lr=1.0, momentum=0.0, trust_coefficient=0.1)
+    opt.step()
+    assert torch.allclose(vec.data, torch.tensor([3.0, 3.5]))  # trust 0.1·5/1 → step 0.5·g
+    assert torch.allclose(mat.data, torch.tensor([[1.0 - 1.5, -1.0]]))  # g + 0.5·w, no trust ratio
 
 
 def test_lars_unknown_formula():
@@ -75,17 +91,18 @@ def test_lars_unknown_formula():
         LARS([nn.Parameter(torch.ones(2, 2))], lr=0.1, formula="you")
 
 
-def test_split_decay_groups_and_lr_multipliers():
+def test_default_param_groups_and_lr_multipliers():
     net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
     head = nn.Linear(4, 2)
-    groups = split_decay_groups([{"name": "backbone", "params": list(net.parameters())},
-                                 {"name": "predictor", "params": list(head.parameters()), "lr_mult": 10.0}], 1e-4)
+    groups = (default_param_groups("backbone", net.named_parameters())
+              + default_param_groups("predictor", head.named_parameters(), lr_mult=10.0))
     names = [g["name"] for g in groups]
     assert names == ["backbone", "backbone_no_decay", "predictor", "predictor_no_decay"]
     assert [len(g["params"]) for g in groups] == [1, 3, 1, 1]
-    assert groups[1]["weight_decay"] == 0.0 and groups[1]["lars_exclude"]
-    opt = build_optimizer(OptimConfig(name="sgd", lr=0.2), groups)
+    assert groups[1]["weight_decay_mult"] == 0.0 and not groups[1]["lars"] and groups[0]["lars"]
+    opt = build_optimizer(OptimConfig(name="sgd", lr=0.2, weight_decay=1e-4), groups)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2, 0.2, 2.0, 2.0])
+    assert [g["weight_decay"] for g in opt.param_groups] == pytest.approx([1e-4, 0.0, 1e-4, 0.0])
     assert isinstance(build_optimizer(OptimConfig(name="adamw", lr=1e-3), groups), torch.optim.AdamW)
     assert isinstance(build_optimizer(OptimConfig(name="lars"), groups), LARS)
 
@@ -101,18 +118,33 @@ def test_warmup_cosine_values():
     assert all(a >= b for a, b in zip(values, values[1:]))  # monotone decay after warmup
 
 
-def test_schedule_drives_scheduled_groups_only():
-    a, b = nn.Parameter(torch.ones(2, 2)), nn.Parameter(torch.ones(2))
-    cfg = OptimConfig(name="sgd", lr=1.0, warmup_start_lr=0.0)
-    opt = build_optimizer(cfg, [{"params": [a]}, {"params": [b], "lr": 0.1, "scheduled": False}])
-    sched = WarmupCosineSchedule(opt, cfg, total_steps=20, warmup_steps=4)
-    seen = []
-    for _ in range(8):
-        seen.append([g["lr"] for g in opt.param_groups])
-        opt.step()
-        sched.step()
-    assert [s[0] for s in seen[:5]] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
-    assert all(s[1] == pytest.approx(0.1) for s in seen)
+def test_lr_factor_warmup_in_steps_or_epochs():
+    steps = OptimConfig(lr=2.0, warmup_steps=4, warmup_start_lr=0.0)
+    assert [lr_factor(steps, s, 20) for s in (0, 2, 4)] == pytest.approx([0.0, 0.5, 1.0])
+    assert lr_factor(steps, 12, 20) == pytest.approx(0.5)  # half-way through the cosine after warm-up
+    epochs = OptimConfig(lr=2.0, warmup_epochs=10, warmup_steps=-1, warmup_start_lr=0.0)
+    assert resolve_warmup_steps(epochs, total_steps=1000, max_epochs=100) == 100  # 10 % of the run
+    assert lr_factor(epochs, 50, 1000, max_epochs=100) == pytest.approx(0.5)
+    assert lr_factor(OptimConfig(lr=0.0), 3, 10) == 0.0
+
+
+def test_slowfast_cosine_runs_over_the_whole_run():
+    """PySlowFast's get_lr_at_epoch: cosine from step 0; warm-up ends at the cosine's value there."""
+    base, warm, total = 1.2, 35, 400
+    at_end_of_warmup = base * (math.cos(math.pi * warm / total) + 1) / 2
+    assert slowfast_cosine(warm, total, warm, base, 0.001) == pytest.approx(at_end_of_warmup)
+    assert slowfast_cosine(warm / 2, total, warm, base, 0.001) == pytest.approx((0.001 + at_end_of_warmup) / 2)
+    assert slowfast_cosine(200, total, warm, base) == pytest.approx(base / 2)  # not the after-warm-up cosine
+    cfg = OptimConfig(lr=base, warmup_steps=warm, warmup_start_lr=0.001, schedule="slowfast_cosine")
+    assert lr_factor(cfg, 200, total) == pytest.approx(0.5)
+    assert lr_factor(OptimConfig(lr=base, warmup_steps=warm, schedule="cosine"), 200, total) != pytest.approx(0.5)
+
+
+def test_param_group_is_fully_specified_and_grad_mult_default():
+    g = param_group("heads", [nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2), requires_grad=False)],
+                    lr_mult=2.0, grad_mult=0.5, weight_decay_mult=0.0, lars=False)
+    assert set(g) == {"name", "params", "lr_mult", "grad_mult", "weight_decay_mult", "lars"}
+    assert len(g["params"]) == 1 and (g["lr_mult"], g["grad_mult"], g["weight_decay_mult"], g["lars"]) == (2.0, 0.5, 0.0, False)
 
 
 def test_cosine_momentum_schedule():

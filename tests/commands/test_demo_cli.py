@@ -113,8 +113,8 @@ def test_data_seed_goes_to_the_generator_and_the_config(tmp_path, monkeypatch):
 
 
 def demo_config(demo_root):
-    """The resolved config `vidssl demo --quick --quiet --data DEMO_ROOT` runs (seed 0, data seed 0)."""
-    return pretrain_config(DEMO_SETTINGS["quick"], demo_root, str(pick_device("auto")), 0, False, 0)
+    """The resolved config `vidssl demo --quick --quiet --device cpu --data DEMO_ROOT` runs (seed 0, data seed 0)."""
+    return pretrain_config(DEMO_SETTINGS["quick"], demo_root, str(pick_device("cpu")), 0, False, 0)
 
 
 def test_demo_refuses_a_run_made_with_another_config(demo_root, tmp_path, monkeypatch, capsys):
@@ -125,7 +125,7 @@ def test_demo_refuses_a_run_made_with_another_config(demo_root, tmp_path, monkey
     save_yaml(saved, run_dir / "config.yaml")
     (run_dir / "encoder.safetensors").write_bytes(b"an encoder trained another way")
     monkeypatch.setattr("vidssl.data.demo.generate_demo", lambda *a, **k: pytest.fail("must stop before any work"))
-    code = main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--data", str(demo_root), "--quiet"])
+    code = main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--data", str(demo_root), "--quiet", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "differing keys: method.crop_size, trainer.max_steps" in err
@@ -147,7 +147,8 @@ def test_demo_reuses_a_run_with_the_same_config_and_scores_like_the_protocols(de
         module = build_random_encoder(m.backbone, **m.backbone_kwargs)
     save_encoder(module, run_dir / "encoder.safetensors", m.backbone, dict(m.backbone_kwargs), contract=contract)
     monkeypatch.setattr("vidssl.methods.train.pretrain", lambda *a, **k: pytest.fail("the finished run must be reused"))
-    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--data", str(demo_root), "--quiet"]) == 0
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--data", str(demo_root), "--quiet",
+                 "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     protocol = protocol_for(contract, settings.views).protocol
     views = report["views"]

@@ -20,7 +20,8 @@ from vidssl.eval.svm import evaluate_svm
 from vidssl.models import build_random_encoder, save_encoder
 from vidssl.models.contract import InputContract
 
-TINY = ["--backbone", "r3d18_fgkv_tiny", "--views", "demo_quick", "--num-workers", "0", "--quiet"]
+# On the CPU, so recomputed numbers match bit for bit (bf16 autocast on a GPU need not).
+TINY = ["--backbone", "r3d18_fgkv_tiny", "--views", "demo_quick", "--num-workers", "0", "--quiet", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,7 @@ def fake_extraction(monkeypatch):
 def test_linear_on_a_brave_encoder_normalises_with_mean_0_std_1(demo_root, tmp_path, cache_dir):
     """BraVe feeds [0, 1] pixels: `--views demo_quick` picks the clip geometry, never the normalisation."""
     checkpoint = tiny_encoder(tmp_path / "brave.safetensors", BRAVE)
-    source = ["--checkpoint", checkpoint, "--views", "demo_quick", "--num-workers", "0", "--quiet"]
+    source = ["--checkpoint", checkpoint, "--views", "demo_quick", "--num-workers", "0", "--quiet", "--device", "cpu"]
     code = main(["eval", "linear", "--data", str(demo_root), "--out", str(tmp_path / "lin"), "--cache-dir", cache_dir,
                  "--epochs", "2", *source])
     assert code == 0

@@ -9,16 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidssl.methods.brave import (
-    BraveHeads,
-    ProjectAndPredict,
-    augment_flow,
-    brave_loss,
-    brave_param_groups,
-    lars_adapted,
-    regression_loss,
-    safe_normalize,
-)
+from vidssl.data.transforms import augment_flow
+from vidssl.losses import brave_loss, regression_loss, safe_normalize
+from vidssl.methods.brave import brave_param_groups, lars_adapted
+from vidssl.models.heads import BraveHeads, ProjectAndPredict
 
 # ---------------------------------------------------------------- loss
 
@@ -75,18 +69,18 @@ def test_regression_loss_rejects_mismatched_shapes():
 def test_brave_loss_is_the_mean_of_both_directions_per_broad_view():
     g = torch.Generator().manual_seed(0)
     zn, hn, zb, hb, za, ha = (torch.randn(4, 8, generator=g) for _ in range(6))
-    out = brave_loss((zn, hn), [(zb, hb)])
+    out = brave_loss((zn, hn), {"broad_video": (zb, hb)})
     expected = (regression_loss(hb, zn) + regression_loss(hn, zb)) / 2
     torch.testing.assert_close(out["loss"], expected)
-    two = brave_loss((zn, hn), [(zb, hb), (za, ha)])
+    two = brave_loss((zn, hn), {"broad_video": (zb, hb), "broad_audio": (za, ha)})
     terms = [regression_loss(hb, zn), regression_loss(hn, zb), regression_loss(ha, zn), regression_loss(hn, za)]
     torch.testing.assert_close(two["loss"], torch.stack(terms).mean())
-    assert set(two) == {"loss", "loss_broad_to_narrow_0", "loss_narrow_to_broad_0",
-                        "loss_broad_to_narrow_1", "loss_narrow_to_broad_1"}
-    identical = brave_loss((zn, zn), [(zn, zn)])
+    assert set(two) == {"loss", "loss_broad_video_to_narrow", "loss_narrow_to_broad_video",
+                        "loss_broad_audio_to_narrow", "loss_narrow_to_broad_audio"}
+    identical = brave_loss((zn, zn), {"broad_video": (zn, zn)})
     assert float(identical["loss"]) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="at least one broad view"):
-        brave_loss((zn, hn), [])
+        brave_loss((zn, hn), {})
 
 
 def test_loss_at_initialisation_is_about_one():
@@ -94,7 +88,7 @@ def test_loss_at_initialisation_is_about_one():
     torch.manual_seed(0)
     heads = BraveHeads({"narrow": 64, "broad_audio": 64}, hidden_dim=256)
     f_n, f_b = torch.randn(32, 64), torch.randn(32, 64)
-    loss = brave_loss(heads("narrow", f_n), [heads("broad_audio", f_b)])["loss"]
+    loss = brave_loss(heads("narrow", f_n), {"broad_audio": heads("broad_audio", f_b)})["loss"]
     assert float(loss.detach()) == pytest.approx(1.0, abs=0.15)
 
 
@@ -105,14 +99,19 @@ def test_head_shapes_and_layers():
     head = ProjectAndPredict(32, hidden_dim=64, out_dim=16)
     z, h = head(torch.randn(5, 32))
     assert z.shape == h.shape == (5, 16)
-    kinds = [type(m).__name__ for m in head.projector]
-    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
-    assert [type(m).__name__ for m in head.predictor] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
-    bn = head.projector[1]
+    layers = {n: type(m).__name__ for n, m in head.projector.named_children()}
+    assert layers == {"hidden": "Linear", "hidden_norm": "BatchNorm1d", "out": "Linear", "out_norm": "BatchNorm1d"}
+    assert {n: type(m).__name__ for n, m in head.predictor.named_children()} == {
+        "hidden": "Linear", "hidden_norm": "BatchNorm1d", "out": "Linear"}
+    # projector = Linear -> BN -> ReLU -> Linear -> BN, exactly
+    x = torch.randn(5, 32)
+    p = head.projector
+    torch.testing.assert_close(p(x), p.out_norm(p.out(torch.relu(p.hidden_norm(p.hidden(x))))))
+    bn = head.projector.hidden_norm
     assert bn.momentum == pytest.approx(0.1) and bn.eps == pytest.approx(1e-5)
     # haiku Linear init: truncated normal with std 1/sqrt(fan_in), zero bias
-    w = head.projector[0].weight
-    assert float(w.detach().abs().max()) <= 2 / math.sqrt(32) + 1e-6 and not head.projector[0].bias.any()
+    w = head.projector.hidden.weight
+    assert float(w.detach().abs().max()) <= 2 / math.sqrt(32) + 1e-6 and not head.projector.hidden.bias.any()
 
 
 def test_shared_heads_use_one_set_of_weights():
@@ -131,8 +130,8 @@ def test_shared_heads_with_two_widths_share_all_but_the_input_layer():
     assert z64.shape == z32.shape == (4, 8)
     (z64.sum() + h64.sum()).backward()
     assert heads.input_layers["64"].weight.grad is not None
-    assert heads.head.projector[0].weight.grad is None  # 32-wide input layer untouched
-    assert heads.head.projector[3].weight.grad is not None  # shared rest
+    assert heads.head.projector.hidden.weight.grad is None  # 32-wide input layer untouched
+    assert heads.head.projector.out.weight.grad is not None  # shared rest
 
 
 def test_per_view_heads_are_separate():
@@ -163,7 +162,7 @@ def test_param_groups_predictor_lr_and_lars_mask():
 
 def test_lars_mask_names():
     w, b = torch.zeros(3, 3), torch.zeros(3)
-    assert lars_adapted("head.projector.0.weight", w) and not lars_adapted("head.projector.0.bias", b)
+    assert lars_adapted("head.projector.hidden.weight", w) and not lars_adapted("head.projector.hidden.bias", b)
     assert not lars_adapted("x.weight", w, faithful_lars_mask=True)
     assert lars_adapted("bn.weight", b, faithful_lars_mask=True)
 
@@ -192,6 +191,7 @@ import numpy as np  # noqa: E402
 
 from vidssl.config import from_dict  # noqa: E402
 from vidssl.errors import ConfigError  # noqa: E402
+from vidssl.data.sampling import VideoShape  # noqa: E402
 from vidssl.methods.brave import BraveConfig, brave_plan  # noqa: E402
 
 
@@ -202,9 +202,10 @@ def _full_config(**overrides) -> BraveConfig:
 def test_views_narrow_starts_the_broad_view_and_lies_inside_it():
     m = _full_config(broad=["video", "audio"])
     plan = brave_plan(m)
-    assert [v.name for v in plan.views] == ["narrow", "broad_video"]
+    assert [(v.name, v.kind) for v in plan.views] == [("narrow", "video"), ("broad_video", "video"),
+                                                      ("broad_audio", "audio")]
     for seed in range(20):
-        sel = plan.sample(num_frames=600, fps=25.0, rng=np.random.default_rng(seed))  # a 24 s video: no looping
+        sel = plan.sample(VideoShape(600, 25.0), np.random.default_rng(seed))  # a 24 s video: no looping
         narrow = sel.start_frame + sel.views["narrow"].frame_indices
         broad = sel.start_frame + sel.views["broad_video"].frame_indices
         assert not sel.looped
@@ -213,14 +214,14 @@ def test_views_narrow_starts_the_broad_view_and_lies_inside_it():
         assert len(narrow) == 16 and len(broad) == 64
         assert narrow[0] == broad[0]  # left-aligned (BraVe's sampler)
         assert narrow[-1] <= broad[-1]  # the narrow 1.24 s lies inside the broad 10.12 s
-        # the audio starts with the views and lasts 10.24 s
-        assert sel.views["broad_video"].audio_starts == pytest.approx((broad[0] - sel.start_frame) / 25.0)
-        assert plan.views[1].audio_seconds == pytest.approx(10.24)
+        # the audio starts with the views and lasts 10.24 s at its own rate
+        assert sel.views["broad_audio"].audio_starts == pytest.approx((broad[0] - sel.start_frame) / 25.0)
+        assert plan.views[2].seconds == pytest.approx(10.24) and plan.views[2].sample_rate == 48000
 
 
 def test_views_loop_short_videos_like_extend_sequence():
     plan = brave_plan(_full_config(broad=["video"]))
-    sel = plan.sample(num_frames=250, fps=25.0, rng=np.random.default_rng(0))  # a 10 s Kinetics clip
+    sel = plan.sample(VideoShape(250, 25.0), np.random.default_rng(0))  # a 10 s Kinetics clip
     assert sel.looped and (sel.start_frame, sel.end_frame) == (0, 250)
     narrow = sel.views["narrow"].frame_indices
     broad = sel.views["broad_video"].frame_indices
@@ -232,11 +233,12 @@ def test_views_loop_short_videos_like_extend_sequence():
 
 def test_audio_only_and_flow_views():
     plan = brave_plan(_full_config(broad=["audio", "flow"]))
-    assert [v.name for v in plan.views] == ["narrow", "broad_audio", "broad_flow"]
+    assert [(v.name, v.kind) for v in plan.views] == [("narrow", "video"), ("broad_audio", "audio"),
+                                                      ("broad_flow", "flow")]
     audio, flow = plan.views[1], plan.views[2]
-    assert audio.num_frames == 1 and audio.audio_seconds == pytest.approx(10.24)
-    assert (flow.num_frames, flow.stride, flow.canvas) == (64, 4, (128, 128))
-    sel = plan.sample(num_frames=1000, fps=25.0, rng=np.random.default_rng(1))
+    assert audio.seconds == pytest.approx(10.24) and audio.align_to == "narrow"
+    assert (flow.num_frames, flow.stride, flow.canvas, flow.flow.method) == (64, 4, (128, 128), "dis")
+    sel = plan.sample(VideoShape(1000, 25.0), np.random.default_rng(1))
     assert sel.views["broad_flow"].frame_indices[0] == sel.views["narrow"].frame_indices[0]
 
 
@@ -264,7 +266,8 @@ def test_presets_name_every_configuration():
             assert cfg.method.broad == broad
         full = load_pretrain_config(f"brave_{key}_tsm50_k600")
         assert (full.data.batch_size, full.optim.lr, full.optim.weight_decay, full.trainer.max_steps) == (512, 1.0, 0.01, 300000)
-        assert full.method.warmup_steps == 5000 and full.method.predictor_lr_mult == 10.0
+        assert full.optim.warmup_steps == 5000 and full.optim.schedule == "cosine"
+        assert full.method.predictor_lr_mult == 10.0
     assert load_pretrain_config("brave_vaf_tsm50x2_k600").method.backbone == "tsm_resnet50_x2"
 
 
@@ -286,17 +289,14 @@ def test_spectrogram_shapes_at_48_and_16_khz():
 
 
 def _one_step(faithful: bool):
-    from vidssl.methods.brave import build_brave_lars
+    from vidssl.optim import OptimConfig, build_optimizer
 
     torch.manual_seed(0)
     head = BraveHeads({"narrow": 8}, hidden_dim=16, out_dim=4)
     named = list(head.named_parameters())
-    groups = []
-    for g in brave_param_groups(named, 10.0, faithful):
-        groups.append({"params": g["params"], "lr": 1.0 * g["lr_mult"], "weight_decay": 0.01 * g["weight_decay_mult"],
-                       "lars_exclude": not g["lars"], "adapt_vectors": g["lars"]})
-    opt = build_brave_lars(groups, lr=1.0, momentum=0.0, weight_decay=0.01, nesterov=False,
-                           trust_coefficient=1e-3, formula="update_norm")
+    cfg = OptimConfig(name="lars", lr=1.0, momentum=0.0, weight_decay=0.01, nesterov=False, trust_coefficient=1e-3,
+                      lars_formula="update_norm")
+    opt = build_optimizer(cfg, brave_param_groups(named, 10.0, faithful))  # the one LARS of vidssl.optim
     before = {n: p.detach().clone() for n, p in named}
     z, h = head("narrow", torch.randn(6, 8))
     (h.pow(2).sum() + z.sum()).backward()
@@ -307,19 +307,19 @@ def _one_step(faithful: bool):
 
 def test_intended_mask_adapts_weights_and_leaves_biases_plain():
     step, grads, before = _one_step(faithful=False)
-    w, b = "head.projector.0.weight", "head.projector.0.bias"
+    w, b = "head.projector.hidden.weight", "head.projector.hidden.bias"
     u = grads[w] + 0.01 * before[w]
     trust = 1e-3 * before[w].norm() / u.norm()
     torch.testing.assert_close(step[w], trust * u)
     torch.testing.assert_close(step[b], grads[b])  # plain SGD, no decay
-    pw = "head.predictor.0.weight"
+    pw = "head.predictor.hidden.weight"
     up = grads[pw] + 0.01 * before[pw]
     torch.testing.assert_close(step[pw], 10.0 * 1e-3 * before[pw].norm() / up.norm() * up)  # predictor lr ×10
 
 
 def test_faithful_mask_is_the_released_inverted_one():
     step, grads, before = _one_step(faithful=True)
-    w, bn = "head.projector.0.weight", "head.projector.1.weight"
+    w, bn = "head.projector.hidden.weight", "head.projector.hidden_norm.weight"
     torch.testing.assert_close(step[w], grads[w])  # weights: plain SGD at lr 1, no decay
     u = grads[bn] + 0.01 * before[bn]
     torch.testing.assert_close(step[bn], 1e-3 * before[bn].norm() / u.norm() * u)  # BN scale: LARS + decay
@@ -329,30 +329,36 @@ def test_faithful_mask_is_the_released_inverted_one():
 
 
 def _method(preset: str, root, *overrides):
-    from vidssl.data.index import build_manifest
     from vidssl.methods.brave import Brave
     from vidssl.methods.train import load_pretrain_config
 
     cfg = load_pretrain_config(preset, [f"data.root={root}", *overrides])
-    method = Brave(cfg, num_classes=10)
-    method.attach_data(build_manifest(root))
-    return method
+    return Brave(cfg, num_classes=10)
+
+
+def _dataset(method, root):
+    """The training dataset of the method's primary stream, as the DataModule builds it."""
+    from vidssl.data.module import StreamDataModule
+
+    data = StreamDataModule(method.data_streams(), seed=0)
+    data.setup("fit")
+    return data.make_dataset("video")
 
 
 def test_every_configuration_forward_and_backward_on_demo_batch(demo_root):
     from vidssl.data.datasets import collate
 
     for key, shapes in {
-        "va": [(2, 3, 8, 48, 48), (2, 1, 256, 80)],
-        "vaf": [(2, 3, 8, 48, 48), (2, 1, 256, 80), (2, 2, 16, 32, 32)],
-        "vvvv": [(2, 3, 8, 48, 48)] + [(2, 3, 16, 32, 32)] * 3,
+        "va": {"narrow": (2, 3, 8, 48, 48), "broad_audio": (2, 1, 256, 80)},
+        "vaf": {"narrow": (2, 3, 8, 48, 48), "broad_audio": (2, 1, 256, 80), "broad_flow": (2, 2, 16, 32, 32)},
+        "vvvv": {"narrow": (2, 3, 8, 48, 48), **{f"broad_video_{k}": (2, 3, 16, 32, 32) for k in (1, 2, 3)}},
     }.items():
         torch.manual_seed(0)
         method = _method(f"brave_{key}_tiny", demo_root)
-        dataset = method.make_dataset("train")
-        batch = collate([dataset[0], dataset[1]])
+        dataset = _dataset(method, demo_root)
+        batch = {"video": collate([dataset[0], dataset[1]])}
         views = method.augment(batch)
-        assert [tuple(v.shape) for v in views] == shapes
+        assert {name: tuple(v.shape) for name, v in views.items()} == shapes
         out = method.compute_loss(views, batch)
         assert out["embedding"].shape == (2, method.embed_dim)
         assert 0.5 < float(out["loss"].detach()) < 1.5  # ≈ 1 at initialisation
@@ -360,7 +366,7 @@ def test_every_configuration_forward_and_backward_on_demo_batch(demo_root):
         assert method.encoder.backbone.tsm_resnet_stem.weight.grad is not None  # residual-frame presets
         assert all(p.grad is not None for p in method.broad_backbones.parameters() if p.requires_grad)
     # V/VVV: the three broad video views are augmented independently
-    assert not torch.equal(views[1], views[2])
+    assert not torch.equal(views["broad_video_1"], views["broad_video_2"])
 
 
 def test_residual_frames_reach_the_video_encoders_but_never_flow(demo_root):
@@ -377,15 +383,16 @@ def test_flow_dataset_items_and_cache(demo_root):
     from vidssl.data.flow import CACHE_DIRNAME
 
     method = _method("brave_vf_tiny", demo_root)
-    dataset = method.make_dataset("train")
+    dataset = _dataset(method, demo_root)
     item = dataset[3]
-    assert item["flow"]["broad_flow"].shape == (2, 16, 40, 40)
-    assert "broad_flow" not in item["video"]  # flow views are not decoded as RGB
-    assert item["flow"]["broad_flow"].abs().max() <= 1.0
+    flow = item["clips"]["broad_flow"]
+    assert flow.shape == (2, 16, 40, 40) and flow.dtype == torch.float32
+    assert 0.0 < float(flow.abs().max()) <= 1.0  # real motion, scaled into [-1, 1]
     assert any((demo_root / CACHE_DIRNAME).glob("*.npz"))
-    again = method.make_dataset("train")
-    torch.testing.assert_close(again[3]["flow"]["broad_flow"], item["flow"]["broad_flow"])
-    assert again.flow_cache.computed == 0  # read back from the cache
+    again = _dataset(method, demo_root)
+    torch.testing.assert_close(again[3]["clips"]["broad_flow"], flow)
+    options = method.make_plan().views[1].flow
+    assert again.flow_cache(options).computed == 0  # read back from the cache
 
 
 @pytest.mark.parametrize("key", ["va", *(pytest.param(k, marks=pytest.mark.slow) for k in ("vv", "vf", "vaf", "vvvv"))])
@@ -408,13 +415,27 @@ def test_smoke_pretrain_every_configuration(key, demo_root, tmp_path):
 def test_schedule_warms_up_in_steps_then_cosine(demo_root, monkeypatch):
     from vidssl.methods.brave import Brave
 
-    method = _method("brave_va_tiny", demo_root, "method.warmup_steps=10", "optim.name=lars", "optim.lr=1.0",
+    method = _method("brave_va_tiny", demo_root, "optim.warmup_steps=10", "optim.name=lars", "optim.lr=1.0",
                      "optim.weight_decay=0.01")
     monkeypatch.setattr(Brave, "total_steps", property(lambda self: 110))
-    factors = [method._lr_factor(s) for s in (0, 5, 10, 60, 110)]
+    factors = [method.lr_factor(s) for s in (0, 5, 10, 60, 110)]
     assert factors == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
     optimizer = method.configure_optimizers()
     by_name = {g["name"]: g for g in optimizer.param_groups}
     assert by_name["predictor_lars"]["base_lr"] == pytest.approx(10.0 * by_name["main_lars"]["base_lr"])
-    assert by_name["main_plain"]["lars_weight_decay"] == 0.0 and by_name["main_lars"]["lars_weight_decay"] == 0.01
+    assert by_name["main_plain"]["weight_decay"] == 0.0 and by_name["main_lars"]["lars_weight_decay"] == 0.01
+    assert not by_name["main_plain"]["lars"] and by_name["main_lars"]["lars"]
     assert not by_name["probe"].get("scheduled", True)
+
+
+def test_missing_audio_is_left_out_of_the_audio_terms():
+    """A clip marked audio-invalid contributes nothing to the audio terms (not regressed as silence)."""
+    torch.manual_seed(0)
+    narrow = (torch.randn(4, 8), torch.randn(4, 8))
+    audio = (torch.randn(4, 8), torch.randn(4, 8))
+    mask = torch.tensor([True, True, False, False])
+    masked = brave_loss(narrow, {"broad_audio": audio}, {"broad_audio": mask})
+    kept = brave_loss((narrow[0][:2], narrow[1][:2]), {"broad_audio": (audio[0][:2], audio[1][:2])})
+    torch.testing.assert_close(masked["loss"], kept["loss"])
+    none = brave_loss(narrow, {"broad_audio": audio}, {"broad_audio": torch.zeros(4, dtype=torch.bool)})
+    assert float(none["loss"]) == 0.0

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from vidssl.losses import info_nce_loss, update_center
-from vidssl.methods.base import convert_sync_batchnorm, gather_with_grad
+from vidssl.distributed import convert_sync_batchnorm, gather_with_grad
 from vidssl.models.heads import MLPHead
 
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]

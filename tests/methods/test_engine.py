@@ -9,16 +9,9 @@ from torch import nn
 from vidssl.config import preset_names
 from vidssl.errors import ConfigError
 from vidssl.methods import METHODS
-from vidssl.methods.base import (
-    DistributedBatchNorm,
-    PretrainConfig,
-    ResumableSampler,
-    apply_pretrain_overrides,
-    convert_sync_batchnorm,
-    ema_update,
-    gather_with_grad,
-    pretrain_config_from_dict,
-)
+from vidssl.distributed import DistributedBatchNorm, convert_sync_batchnorm, gather_with_grad
+from vidssl.methods.base import collapse_stats, ema_update
+from vidssl.methods.config import PretrainConfig, apply_pretrain_overrides, pretrain_config_from_dict
 from vidssl.methods.train import load_pretrain_config
 
 TINY_METHOD = {"backbone": "r3d18_fgkv_tiny", "num_frames": 4, "stride": 2, "canvas": 32, "crop_size": 24,
@@ -32,9 +25,11 @@ def tiny_config(name: str = "fgkvmem", **method) -> PretrainConfig:
 
 
 def fake_batch(batch: int = 4, rho: int = 2, classes: int = 3) -> dict:
+    """A one-stream batch as the DataModule delivers it: ``{stream: {"clips": {view: uint8}, ...}}``."""
     g = torch.Generator().manual_seed(0)
-    clips = torch.randint(0, 256, (batch, rho, 4, 32, 32, 3), dtype=torch.uint8, generator=g)
-    return {"video": {"clips": clips}, "label": torch.arange(batch) % classes, "index": torch.arange(batch)}
+    clips = {f"clip_{k + 1}": torch.randint(0, 256, (batch, 4, 32, 32, 3), dtype=torch.uint8, generator=g)
+             for k in range(rho)}
+    return {"video": {"clips": clips, "label": torch.arange(batch) % classes, "index": torch.arange(batch)}}
 
 
 def test_every_preset_loads():
@@ -86,16 +81,22 @@ def test_method_targets_are_frozen_ema_copies_and_probe_is_isolated():
     assert not any(p.requires_grad for p in method.target_encoder.parameters())
     for (a, pa), (b, pb) in zip(method.encoder.named_parameters(), method.target_encoder.named_parameters()):
         assert a == b and torch.equal(pa, pb)
-    online_ids = {id(p) for g in method.param_groups() for p in g["params"]}
+    groups = method.param_groups()
+    assert {g["name"] for g in groups} == {"online", "online_no_decay"}
+    assert all(set(g) >= {"lr_mult", "grad_mult", "weight_decay_mult", "lars"} for g in groups)
+    online_ids = {id(p) for g in groups for p in g["params"]}
     assert not online_ids & {id(p) for p in method.probe.parameters()}
     assert not online_ids & {id(p) for p in method.target_encoder.parameters()}
     # the probe's loss reaches only the probe
     views = method.augment(fake_batch())
     out = method.compute_loss(views, fake_batch())
-    probe_loss, acc = method._probe_step(out["embedding"], fake_batch()["label"])
+    labels = fake_batch()["video"]["label"]
+    probe_loss, acc = method._probe_step(out["embedding"], labels)
     probe_loss.backward()
     assert all(p.grad is None for p in method.encoder.parameters())
-    assert method.probe[-1].weight.grad is not None and 0.0 <= float(acc) <= 1.0
+    assert method.probe[-1].weight.grad is not None
+    logits = method.probe(out["embedding"].detach())
+    assert float(acc) == pytest.approx(float((logits.argmax(1) == labels).float().mean()))
 
 
 @pytest.mark.parametrize("name", ["byol", "fgkvmem"])
@@ -103,7 +104,7 @@ def test_compute_loss_terms_and_gradients(name):
     torch.manual_seed(0)
     method = METHODS[name](tiny_config(name), num_classes=3)
     views = method.augment(fake_batch())
-    assert len(views) == 2 and views[0].shape == (4, 3, 4, 24, 24)
+    assert set(views) == {"clip_1", "clip_2"} and views["clip_1"].shape == (4, 3, 4, 24, 24)
     out = method.compute_loss(views, fake_batch())
     assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
     assert out["embedding"].shape == (4, method.embed_dim)
@@ -122,20 +123,6 @@ def test_kvmem_variant_has_no_concept_heads():
     assert method.probe is None and not hasattr(method, "source_code")
     out = method.compute_loss(method.augment(fake_batch()), fake_batch())
     assert torch.allclose(out["loss"], out["sim"])
-
-
-def test_sampler_resumes_mid_epoch():
-    full = ResumableSampler(10, batch_size=2, seed=3)
-    full.set_epoch(1)
-    epoch1 = list(full)
-    resumed = ResumableSampler(10, batch_size=2, seed=3)
-    resumed.resume_at(5 + 2)  # 5 batches per epoch: epoch 1, 2 batches done
-    assert resumed.epoch == 1 and list(resumed) == epoch1[4:]
-    assert list(resumed) == epoch1  # the skip applies once
-    ranks = [list(ResumableSampler(10, 2, seed=3, rank=r, world_size=2)) for r in range(2)]
-    assert not set(ranks[0]) & set(ranks[1]) and len(ranks[0]) == 5
-    with pytest.raises(ConfigError, match="fewer than one batch"):
-        ResumableSampler(3, batch_size=4)
 
 
 def test_gather_with_grad_single_process_is_identity():
@@ -157,7 +144,7 @@ def test_default_augmentation_is_the_pyslowfast_view():
     from vidssl.data.transforms import byol_video_augment
 
     method = METHODS["byol"](tiny_config("byol"), num_classes=0)
-    clips = fake_batch()["video"]["clips"][:, 0]
+    clips = fake_batch()["video"]["clips"]["clip_1"]
     ours = method.augmentation(clips, generator=torch.Generator().manual_seed(5))
     reference = byol_video_augment(24)(clips, generator=torch.Generator().manual_seed(5))
     assert torch.allclose(ours, reference, atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from vidssl.errors import ConfigError
+from vidssl.errors import ConfigError, DataError
 from vidssl.methods.train import load_pretrain_config, pretrain
 
 SMALL = ["method.backbone_kwargs={width: 4}", "method.num_frames=4", "method.stride=2", "method.canvas=32",
@@ -35,7 +35,23 @@ def test_smoke_train_writes_run_directory(name, demo_root, tmp_path):
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "best.ckpt").is_file()
     rows = [r for r in _rows(out / "metrics.csv") if r.get("train/loss")]
     assert [int(r["step"]) for r in rows] == [0, 1, 2]
-    assert all(r["probe/acc"] != "" and 0.0 <= float(r["probe/acc"]) <= 1.0 for r in rows)
+    # the online probe's accuracy on a batch of 4 labelled clips is a multiple of 1/4
+    assert all(r["probe/acc"] != "" and (4 * float(r["probe/acc"])).is_integer() for r in rows)
+    # the collapse monitor is logged (every trainer.monitor_every steps; step 0 included)
+    monitored = [r for r in _rows(out / "metrics.csv") if r.get("monitor/embedding_std")]
+    assert monitored and all(0.0 < float(r["monitor/embedding_std"]) for r in monitored)
+    assert all(1.0 <= float(r["monitor/effective_rank"]) <= 4.0 for r in monitored)  # at most min(B, D) = 4
+    # best.ckpt is chosen on the epoch-mean probe accuracy, not on one batch
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    monitors = [state["monitor"] for key, state in best["callbacks"].items() if "ModelCheckpoint" in key]
+    assert "probe/acc_epoch" in monitors
+    # the encoder carries its input contract
+    from vidssl.models import load_encoder as _load
+
+    contract = _load(out).input_contract
+    assert contract is not None and contract.mean == (0.45,) * 3 and contract.eval_views == "demo"
+    assert (contract.num_frames, contract.stride, contract.canvas, contract.crop_size) == (4, 2, 32, 24)
+    assert contract.input_transform == ""  # SMALL replaces the preset's residual frames by {width: 4}
     assert all(torch.isfinite(torch.tensor(float(r["train/loss"]))) for r in rows)
     # the checkpoint loads without pickled code and names the encoder
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
@@ -95,7 +111,7 @@ def test_resume_without_checkpoint_is_an_error(demo_root, tmp_path):
 
 def test_missing_data_root_is_an_error(tmp_path):
     cfg = load_pretrain_config("byol_rho2_r3d18_ucf101", [f"data.root={tmp_path / 'nowhere'}"])
-    with pytest.raises(Exception, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         pretrain(cfg, tmp_path / "run", log=lambda _: None)
 
 
@@ -108,3 +124,19 @@ def test_demo_preset_generates_a_missing_dataset(tmp_path):
     assert any("generating the embedded demo dataset" in m for m in messages)
     assert (root / "classInd.txt").is_file() or any(root.rglob("classInd.txt"))
     assert (tmp_path / "run" / "encoder.safetensors").is_file()
+
+
+def test_unreadable_training_videos_are_listed_in_the_run_directory(demo_root, tmp_path):
+    """A corrupt video is skipped in training, and the run says which one (skipped_videos.json)."""
+    import json
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root, ignore=shutil.ignore_patterns("vidssl_manifest.json", ".vidssl_*"))
+    victim = sorted(root.rglob("*.mp4"))[0]
+    victim.write_bytes(b"not a video at all" * 100)
+    cfg = load_pretrain_config(PRESETS["byol"], SMALL + HEADS["byol"] + [f"data.root={root}", "max_steps=2",
+                                                                         "data.split=all"])
+    out = pretrain(cfg, tmp_path / "run", log=lambda _: None)
+    skipped = json.loads((out / "skipped_videos.json").read_text())
+    assert list(skipped) == [str(victim)] and skipped[str(victim)]

@@ -106,7 +106,7 @@ class SliceContext:
 
 def slice_frames(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bool]:
     """Video/image views: the view's frames from the decoded span, fitted to its canvas."""
-    positions = torch.from_numpy(np.searchsorted(ctx.wanted, view.frame_indices))
+    positions = torch.from_numpy(np.asarray(np.searchsorted(ctx.wanted, view.frame_indices)))
     return fit_canvas(ctx.frames[positions], view.spec.canvas), True
 
 

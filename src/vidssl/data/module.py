@@ -151,6 +151,10 @@ class StreamDataModule(L.LightningDataModule):
         # "min_size": the secondary streams never end, so the primary stream's pass is the epoch.
         return CombinedLoader({name: self.loader(name) for name in self.streams}, mode="min_size")
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        self.note_batch(batch)
+        return batch
+
     def note_batch(self, batch: dict[str, Any]) -> None:
         """Record the unreadable videos the workers skipped for this batch (every stream)."""
         for name, stream_batch in batch.items():

@@ -221,12 +221,6 @@ class SSLMethod(L.LightningModule):
             raise TypeError(f"{type(self).__name__}.augment must return a dict of named views, got {type(views).__name__}")
         return {name: self.to_model_layout(v) for name, v in views.items()}
 
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        trainer = getattr(self, "_trainer", None)
-        if trainer is not None and trainer.datamodule is not None and hasattr(trainer.datamodule, "note_batch"):
-            trainer.datamodule.note_batch(batch)
-        return batch
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         views = self.make_views(batch)
         out = self.compute_loss(views, batch)

@@ -5,6 +5,9 @@ the last feature map) and, with ``return_features=True``, also returns that map
 ``B×D×T'×H'×W'``. Each has a ``width`` knob (channels of the first stage; 64 in the papers)
 so that tiny CPU variants exist (``*_tiny``: width 8, same depth).
 
+(This file is longer than vidssl's ~400-line norm on purpose: the five networks share their
+stem, block and stage code, and each documents its departures from the original next to it.)
+
 Registry names
 --------------
 ``r3d18_fgkv``
