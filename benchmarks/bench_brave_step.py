@@ -30,26 +30,6 @@ from _timing import timed
 
 
 
-def synthetic_batch(cfg, batch_size: int, device: torch.device) -> dict:
-    """uint8 clips and float waveforms shaped like a collated BraVe batch (flow views: random in [-1, 1])."""
-    m = cfg.method
-    g = torch.Generator().manual_seed(0)
-    video = {"narrow": torch.randint(0, 256, (batch_size, m.num_frames, m.canvas, m.canvas, 3), generator=g,
-                                     dtype=torch.uint8)}
-    audio, flow = {}, {}
-    if "video" in m.broad:
-        video["broad_video"] = torch.randint(0, 256, (batch_size, m.broad_num_frames, m.broad_canvas, m.broad_canvas, 3),
-                                             generator=g, dtype=torch.uint8)
-    if "audio" in m.broad:
-        key = "broad_video" if "video" in m.broad else "broad_audio"
-        audio[key] = torch.randn(batch_size, int(round(m.audio_seconds * m.audio_rate)), generator=g) * 0.1
-    if "flow" in m.broad:
-        flow["broad_flow"] = torch.rand(batch_size, 2, m.broad_num_frames, m.broad_canvas, m.broad_canvas,
-                                        generator=g) * 2 - 1
-    batch = {"video": video, "audio": audio, "flow": flow}
-    return {k: {n: t.to(device) for n, t in v.items()} for k, v in batch.items()}
-
-
 def build_vidssl_step(cfg, batch: dict, device: torch.device):
     from vidssl.methods.brave import Brave
 
@@ -62,7 +42,7 @@ def build_vidssl_step(cfg, batch: dict, device: torch.device):
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            views = [method.to_model_layout(v) for v in method.augment(batch)]
+            views = method.make_views(batch)
             loss = method.compute_loss(views, batch)["loss"]
         loss.backward()
         optimizer.step()
@@ -70,14 +50,14 @@ def build_vidssl_step(cfg, batch: dict, device: torch.device):
     return step, method
 
 
-def build_baseline_step(method, views: list[torch.Tensor]):
+def build_baseline_step(method, views: dict[str, torch.Tensor]):
     """Plain PyTorch: copies of the same networks, the loss inlined, SGD, fp32 eager."""
     narrow = copy.deepcopy(method.encoder)
     broads = copy.deepcopy(method.broad_backbones)
     head = copy.deepcopy(method.heads)
     params = list(narrow.parameters()) + list(broads.parameters()) + list(head.parameters())
     optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True)
-    kinds = method.cfg.method.broad
+    kinds = method.broad_view_names()  # augmented view name -> kind
 
     def regress(p, z):
         p = torch.nn.functional.normalize(p, dim=-1)
@@ -86,10 +66,10 @@ def build_baseline_step(method, views: list[torch.Tensor]):
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        z_n, h_n = head("narrow", narrow(views[0]))
+        z_n, h_n = head("narrow", narrow(views["narrow"]))
         terms = []
-        for kind, view in zip(kinds, views[1:]):
-            z_b, h_b = head(kind, broads[kind](view))
+        for name, kind in kinds.items():
+            z_b, h_b = head(kind, broads[kind](views[name]))
             terms += [regress(h_b, z_n), regress(h_n, z_b)]
         torch.stack(terms).mean().backward()
         optimizer.step()
@@ -110,10 +90,13 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     cfg = load_pretrain_config(args.preset, args.overrides)
-    batch = synthetic_batch(cfg, args.batch, device)
+    from vidssl.data.synthetic import synthetic_batch
+    from vidssl.methods.brave import Brave
+
+    batch = synthetic_batch(Brave(cfg).data_streams(), args.batch, device=device)
     vidssl_step, method = build_vidssl_step(cfg, batch, device)
     with torch.no_grad():
-        views = [v.float().contiguous() for v in method.augment(batch)]
+        views = {name: v.float().contiguous() for name, v in method.augment(batch).items()}
     baseline_step = build_baseline_step(method, views)
     t_base = timed(baseline_step, args.steps, args.warmup, device)
     t_ours = timed(vidssl_step, args.steps, args.warmup, device)

@@ -4,7 +4,7 @@ Both loaders read the same videos with the same DataLoader settings (workers, ba
 item order) and deliver the same thing per item: two 16-frame clips (stride 2) at a 112×112
 canvas, uint8. They differ in how they get there:
 
-* **vidssl**: ``VideoDataset`` + a 2-view plan: one decode of the span that covers both
+* **vidssl**: ``VideoDataset`` + a 2-view ``ViewsPlan``: one decode of the span that covers both
   clips (seek to the keyframe before it, one decoder thread per worker), only the kept
   frames converted to RGB, resized by swscale at decode time.
 * **vidssl decoder, per clip** (for reference): the same decoder, but one decode per clip,
@@ -18,6 +18,10 @@ Run (generates the embedded dataset on first use, ~1 min on 2 cores)::
 
     python benchmarks/bench_dataloader.py                       # default demo, 2 workers
     python benchmarks/bench_dataloader.py --data data/demo --workers 8 --items 512
+
+Plans (``--plan``): ``rho2`` (ρBYOL-like: two anchors ``clip_1``/``clip_2`` at independent random
+starts) or ``aligned`` (BraVe-like: a ``narrow`` view and a ``broad`` view aligned to its start,
+with twice its stride).
 
 Prints clips/s of each loader (median over interleaved rounds) and their ratios.
 """
@@ -38,15 +42,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidssl.data.datasets import VideoDataset, collate
 from vidssl.data.index import build_manifest
-from vidssl.data.sampling import AlignedViewsPlan, MultiClipPlan, ViewSpec
+from vidssl.data.sampling import ViewSpec, ViewsPlan
 
 
-def make_plan(kind: str, frames: int, stride: int, canvas: int):
-    """Two views of ``frames`` frames: two independent random clips (rho2) or two aligned views."""
+def make_plan(kind: str, frames: int, stride: int, canvas: int) -> ViewsPlan:
+    """Two views of ``frames`` frames: two independent random clips (rho2) or a narrow view and a
+    broad view (twice the stride) aligned to its start (aligned)."""
+    size = (canvas, canvas)
     if kind == "rho2":
-        return MultiClipPlan(ViewSpec("clip", frames, stride=stride, canvas=(canvas, canvas)), rho=2)
-    return AlignedViewsPlan([ViewSpec("view1", frames, stride=stride, canvas=(canvas, canvas)),
-                             ViewSpec("view2", frames, stride=1, canvas=(canvas, canvas))])
+        return ViewsPlan([ViewSpec("clip_1", num_frames=frames, stride=stride, canvas=size),
+                          ViewSpec("clip_2", num_frames=frames, stride=stride, canvas=size)])
+    return ViewsPlan([ViewSpec("narrow", num_frames=frames, stride=stride, canvas=size),
+                      ViewSpec("broad", num_frames=frames, stride=2 * stride, canvas=size, align_to="narrow")])
 
 
 class NaiveTwoClipDataset(Dataset):
@@ -84,14 +91,14 @@ class NaiveTwoClipDataset(Dataset):
         ds = self.source
         record = ds.records[index]
         rng = np.random.default_rng((ds.seed, ds.epoch, index, 0))  # same draws as the vidssl loader
-        selection = ds.plan.sample(record.info.num_frames, record.info.fps, rng)
+        selection = ds.plan.sample(record, rng)
         path = ds.manifest.resolve(record)
-        video = {}
+        clips = {}
         for name, view in selection.views.items():
             absolute = (view.frame_indices + selection.start_frame) % record.info.num_frames
-            clips = [self._clip(path, row, view.spec.canvas) for row in np.atleast_2d(absolute)]
-            video[name] = torch.stack(clips) if view.frame_indices.ndim == 2 else clips[0]
-        return {"video": video, "label": torch.tensor(record.label)}
+            rows = [self._clip(path, row, view.spec.canvas) for row in np.atleast_2d(absolute)]
+            clips[name] = torch.stack(rows) if view.frame_indices.ndim == 2 else rows[0]
+        return {"clips": clips, "label": torch.tensor(record.label)}
 
 
 class PerViewDataset(NaiveTwoClipDataset):
@@ -163,7 +170,8 @@ def main() -> None:
           f"keyframe every {info.keyframe_interval:.0f} frames)  cpus: {os.cpu_count()}")
     plan = make_plan(args.plan, args.frames, args.stride, args.canvas)
     dataset = VideoDataset(manifest, plan, split="train", fold=1, seed=0)
-    print(f"plan: {args.plan}, 2 clips of {args.frames}x{args.canvas}x{args.canvas} (stride {args.stride}), "
+    views = ", ".join(f"{v.name} stride {v.stride}" for v in plan.views)
+    print(f"plan: {args.plan}, 2 clips of {args.frames}x{args.canvas}x{args.canvas} ({views}), "
           f"workers {args.workers}, batch {args.batch}, {args.items} items x {args.repeats} rounds per loader")
     loaders = {
         "vidssl VideoDataset": dataset,

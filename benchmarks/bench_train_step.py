@@ -37,7 +37,7 @@ def build_vidssl_step(preset: str, overrides: list[str], batch: dict, device: to
     from vidssl.methods import METHODS
     from vidssl.methods.base import ema_update
     from vidssl.methods.train import load_pretrain_config
-    from vidssl.optim import build_optimizer, split_decay_groups
+    from vidssl.optim import build_optimizer
 
     cfg = load_pretrain_config(preset, overrides + [f"trainer.compile={compile_}"])
     method = METHODS[cfg.method.name](cfg, num_classes=10).to(device)
@@ -45,13 +45,12 @@ def build_vidssl_step(preset: str, overrides: list[str], batch: dict, device: to
         method = method.to(memory_format=torch.channels_last_3d)
     if compile_:
         method.encoder.compile()
-    optimizer = build_optimizer(cfg.optim, split_decay_groups(method.param_groups(), cfg.optim.weight_decay),
-                                device_type=device.type)
+    optimizer = build_optimizer(cfg.optim, method.param_groups(), device_type=device.type)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
     pairs = [(method.get_submodule(o), method.get_submodule(t)) for o, t in method._ema_pairs]
 
     def step():
-        views = [method.to_model_layout(v) for v in method.augment(batch)]
+        views = method.make_views(batch)
         with autocast:
             loss = method.compute_loss(views, batch)["loss"]
         loss.backward()
@@ -130,8 +129,10 @@ def main() -> None:
 
     cfg = load_pretrain_config(preset, args.overrides)
     m = cfg.method
-    clips = torch.randint(0, 256, (batch_size, m.rho, m.num_frames, m.canvas, m.canvas, 3), dtype=torch.uint8)
-    batch = {"video": {"clips": clips.to(device)}, "label": (torch.arange(batch_size) % 10).to(device)}
+    from vidssl.data.synthetic import synthetic_batch
+    from vidssl.methods import METHODS
+
+    batch = synthetic_batch(METHODS[cfg.method.name](cfg).data_streams(), batch_size, num_classes=10, device=device)
 
     ours, cfg = build_vidssl_step(preset, args.overrides, batch, device, args.compile)
     views = [torch.randn(batch_size, 3, m.num_frames, m.crop_size, m.crop_size, device=device) for _ in range(2)]

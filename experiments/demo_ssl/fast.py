@@ -39,7 +39,7 @@ def emb(v):
 for step in range(1, steps + 1):
     idx = rng.choice(len(ds), B, replace=False); ds.epoch = step
     b = [ds[i] for i in idx]
-    c = torch.stack([i["video"]["clips"] for i in b])  # B,2,T,H,W,C
+    c = torch.stack([torch.stack([i["clips"]["clip_1"], i["clips"]["clip_2"]]) for i in b])  # B,2,T,H,W,C
     y = torch.stack([i["label"] for i in b])
     enc.train(); proj.train()
     a, p = aug(c[:, 0]), aug(c[:, 1])  # B,C,T,H,W

@@ -74,15 +74,16 @@ class MemDataset(torch.utils.data.Dataset):
     def failures(self): return {}
     def note_batch(self, b): pass
     def __getitem__(self, i):
-        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        epoch, i = divmod(int(i), len(self.v)) if int(i) >= len(self.v) else (self.epoch, int(i))  # StreamSampler's pass
+        rng = np.random.default_rng((self.seed, epoch, int(i)))
         v = self.v[i]; span = (self.f - 1) * self.s + 1
         clips = []
         for _ in range(self.rho):
             st = int(rng.integers(0, max(1, len(v) - span + 1)))
             idx = (st + np.arange(self.f) * self.s) % len(v)
             clips.append(v[idx])
-        return {"video": {"clips": torch.from_numpy(np.stack(clips))}, "label": torch.tensor(int(self.l[i])),
-                "index": torch.tensor(int(i)), "skipped": ()}
+        return {"clips": {f"clip_{k + 1}": torch.from_numpy(c) for k, c in enumerate(clips)},
+                "label": torch.tensor(int(self.l[i])), "index": torch.tensor(int(i)), "skipped": ()}
 
 def eval_clips(vids, frames, stride, k=2, crop=32):
     span = (frames - 1) * stride + 1; out = []

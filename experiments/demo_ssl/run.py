@@ -11,7 +11,7 @@ torch.set_num_threads(int(os.environ.get("NT", "2")))
 import lab
 if os.environ.get("NCE"): import nce  # noqa: F401
 if os.environ.get("REV"): import rev  # noqa: F401
-from vidssl.methods import base
+from vidssl.data.module import StreamDataModule
 from vidssl.methods.train import load_pretrain_config, pretrain
 from vidssl.models import load_encoder, build_random_encoder
 
@@ -23,9 +23,9 @@ tr = lab.split(groups)
 cfg = load_pretrain_config(preset, ["data.root=/tmp/demo", "trainer.progress_bar=false", "data.num_workers=0", *ov])
 m = cfg.method
 trv = [v for v, t in zip(vids, tr) if t]; trl = labels[tr]
-def make_dataset(self, split):
+def make_dataset(self, stream):
     return lab.MemDataset(trv, trl, m.num_frames, m.stride, getattr(m, "rho", 2), seed=cfg.trainer.seed)
-base.SSLMethod.make_dataset = make_dataset
+StreamDataModule.make_dataset = make_dataset  # decoded once, kept in memory
 out = f"/tmp/h/runs/{tag}"
 shutil.rmtree(out, ignore_errors=True)
 t0 = time.time()

@@ -36,7 +36,7 @@ for step in range(1, steps + 1):
     idx = rng.choice(len(ds), 32, replace=False)
     ds.epoch = step
     b = [ds[i] for i in idx]
-    clips = torch.stack([i["video"]["clips"][0] for i in b]); y = torch.stack([i["label"] for i in b])
+    clips = torch.stack([i["clips"]["clip_1"] for i in b]); y = torch.stack([i["label"] for i in b])
     enc.train(); loss = F.cross_entropy(head(enc(aug(clips))), y)
     opt.zero_grad(); loss.backward(); opt.step()
     if step % 50 == 0:

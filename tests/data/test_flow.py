@@ -1,10 +1,15 @@
-"""Optical flow for BraVe's broad flow view: OpenCV flow, int8 cache, view fitting."""
+"""Optical flow for BraVe's broad flow view: OpenCV flow, int8 cache, view fitting, flow views of a dataset."""
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import numpy as np
 import pytest
+import torch
 
+from vidssl.data.datasets import VideoDataset
 from vidssl.data.flow import (
     CACHE_DIRNAME,
     FlowCache,
@@ -13,7 +18,9 @@ from vidssl.data.flow import (
     flow_view,
     quantize_flow,
 )
-from vidssl.errors import ConfigError
+from vidssl.data.index import build_manifest
+from vidssl.data.sampling import FlowOptions, ViewSpec, ViewsPlan
+from vidssl.errors import ConfigError, DataError
 
 
 def translating_pattern(num_frames: int = 6, size: int = 64, dx: int = 2, dy: int = 1, seed: int = 0) -> np.ndarray:
@@ -134,32 +141,77 @@ def test_flow_view_fits_canvas_and_rescales_vectors():
     assert big.shape == (2, 3, 16, 16) and big.max() == 1.0 and big.min() == -1.0
 
 
-def test_flow_dataset_rejects_views_it_does_not_have(demo_manifest, tmp_path):
-    from vidssl.data.flow import FlowVideoDataset
-    from vidssl.data.sampling import AlignedViewsPlan, ViewSpec
+@pytest.fixture()
+def motion_root(tmp_path, demo_root):
+    """ROOT/train/moving/*.mp4: two videos of the embedded dataset (50 frames with motion, 64×64)."""
+    sources = sorted(demo_root.rglob("*.mp4"))[:2]
+    for k, source in enumerate(sources):
+        target = tmp_path / "train" / "moving" / f"clip_{k}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return tmp_path
 
-    plan = AlignedViewsPlan([ViewSpec("narrow", 4, stride=2, canvas=(32, 32)), ViewSpec("broad", 8, stride=4)])
-    cache = FlowCache(tmp_path, short_side=32)
-    with pytest.raises(ConfigError, match=r"flow views \['brod'\] are not views of the plan"):
-        FlowVideoDataset(demo_manifest, plan, flow_views=["brod"], flow_cache=cache)
-    with pytest.raises(ConfigError, match="at least one RGB view"):
-        FlowVideoDataset(demo_manifest, plan, flow_views=["narrow", "broad"], flow_cache=cache)
+
+def flow_plan(num_frames: int = 20, stride: int = 4, options: FlowOptions | None = None, with_video: bool = True):
+    flow = ViewSpec("flow", kind="flow", num_frames=num_frames, stride=stride, canvas=(32, 32),
+                    align_to="narrow" if with_video else None,
+                    flow=options or FlowOptions(short_side=32, max_pixels=2.0))
+    video = [ViewSpec("narrow", num_frames=4, stride=2, canvas=(32, 32))] if with_video else []
+    return ViewsPlan(video + [flow])
 
 
-def test_flow_dataset_slices_the_cached_flow_at_the_view_frames(demo_manifest, tmp_path):
-    """The flow view holds the cached flow at exactly the broad view's source frames (looped)."""
-    from vidssl.data.flow import FlowVideoDataset
-    from vidssl.data.sampling import AlignedViewsPlan, ViewSpec
-
-    plan = AlignedViewsPlan([ViewSpec("narrow", 4, stride=2, canvas=(32, 32)),
-                             ViewSpec("flow", 20, stride=4, canvas=(32, 32))])  # 77 frames > 50: loops
-    cache = FlowCache(tmp_path, short_side=32)
-    dataset = FlowVideoDataset(demo_manifest, plan, flow_views=["flow"], flow_cache=cache, max_pixels=1e6)
+@pytest.mark.parametrize("num_frames, stride, looped", [(20, 4, True), (8, 1, False)])  # 77 frames > 50: loops
+def test_flow_view_holds_the_cached_flow_at_its_frames(motion_root, num_frames, stride, looped):
+    """A view of kind "flow" holds the cached flow at exactly its source frames (looped like the video)."""
+    manifest = build_manifest(motion_root)
+    plan = flow_plan(num_frames, stride)
+    dataset = VideoDataset(manifest, plan, seed=2)
     item = dataset[0]
-    assert set(item["video"]) == {"narrow"} and item["flow"]["flow"].shape == (2, 20, 32, 32)
+    assert set(item["clips"]) == {"narrow", "flow"} and bool(item["valid"]["flow"])
+    assert item["clips"]["flow"].shape == (2, num_frames, 32, 32) and item["clips"]["flow"].dtype == torch.float32
+    options = plan.views[1].flow
+    cache = dataset.flow_cache(options)
+    assert cache.computed == 1 and cache.dir == motion_root / CACHE_DIRNAME  # next to the dataset
+    assert dataset.flow_cache(options) is cache  # one cache per setting
     record = dataset.records[0]
     cached = cache.get(dataset.manifest.resolve(record))
+    assert cache.computed == 1 and cached.num_frames == record.info.num_frames
     rng = np.random.default_rng((dataset.seed, 0, 0, 0))  # the dataset's own draw for item 0
-    selection = plan.sample(record.info.num_frames, record.info.fps, rng)
-    expected = flow_view(cached.frames(selection.start_frame + selection.views["flow"].frame_indices), 32, 1e6)
-    np.testing.assert_allclose(item["flow"]["flow"].numpy(), expected, rtol=1e-6)
+    selection = plan.sample(record, rng)
+    assert selection.looped == looped
+    frames = selection.start_frame + selection.views["flow"].frame_indices
+    np.testing.assert_array_equal(frames, (frames[0] + stride * np.arange(num_frames)) % 50)
+    expected = flow_view(cached.frames(frames), (32, 32), 2.0)
+    assert np.abs(expected).max() > 0.1  # the demo moves: not a comparison of zeros
+    np.testing.assert_allclose(item["clips"]["flow"].numpy(), expected, rtol=1e-6)
+    dataset[1]
+    assert cache.computed == 2  # the other video; item 0 again reads its cache
+    dataset[0]
+    assert cache.computed == 2
+
+
+def test_a_flow_only_plan_decodes_no_frames(motion_root):
+    dataset = VideoDataset(build_manifest(motion_root), flow_plan(with_video=False))
+    calls = []
+    dataset.decoder.decode = lambda *a, **k: calls.append(a)  # never called
+    item = dataset[0]
+    assert calls == [] and set(item["clips"]) == {"flow"} and item["clips"]["flow"].shape == (2, 20, 32, 32)
+
+
+def test_flow_view_errors(motion_root):
+    manifest = build_manifest(motion_root)
+    dataset = VideoDataset(manifest, flow_plan(options=FlowOptions(method="raft")))
+    with pytest.raises(ConfigError, match=re.escape("unknown optical flow method 'raft'; choose one of ['dis', 'farneback']")):
+        dataset[0]
+    # a flow the cache cannot compute makes the video unreadable: skipped like a corrupt file
+    dataset = VideoDataset(manifest, flow_plan(), max_retries=0)
+
+    class Broken:
+        def get(self, path):
+            raise OSError("disk full")
+
+    dataset.flow_cache = lambda options: Broken()
+    with pytest.raises(DataError, match=re.escape("1 unreadable videos in a row")):
+        dataset[0]
+    (path, reason), = dataset.failures().items()
+    assert path == manifest.resolve(dataset.records[0]) and reason == "optical flow failed: disk full"

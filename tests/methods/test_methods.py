@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from vidssl.data.synthetic import synthetic_batch
 from vidssl.methods import METHODS
 from vidssl.methods.base import SSLMethod
 from vidssl.methods.config import MethodConfig, pretrain_config_from_dict
@@ -46,28 +47,8 @@ METHOD_CASES = {
 }
 
 
-def fake_stream_batch(plan, batch: int = 8, seed: int = 0) -> dict:
-    """A collated batch of ``plan``'s views with random content of the right kind, shape and dtype."""
-    g = torch.Generator().manual_seed(seed)
-    clips, valid = {}, {}
-    for view in plan.views:
-        h, w = view.canvas or (32, 32)
-        if view.kind == "video":
-            clips[view.name] = torch.randint(0, 256, (batch, view.num_frames, h, w, 3), dtype=torch.uint8, generator=g)
-        elif view.kind == "image":
-            clips[view.name] = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, generator=g)
-        elif view.kind == "audio":
-            n = int(round(view.seconds * view.sample_rate))
-            clips[view.name] = 0.1 * torch.randn(batch, n, generator=g)
-        else:
-            clips[view.name] = torch.rand(batch, 2, view.num_frames, h, w, generator=g) * 2 - 1
-        valid[view.name] = torch.ones(batch, dtype=torch.bool)
-    return {"clips": clips, "valid": valid, "label": torch.arange(batch) % 3, "index": torch.arange(batch),
-            "skipped": []}
-
-
 def fixed_batch(method, seed: int = 0) -> dict:
-    return {name: fake_stream_batch(stream.plan, seed=seed) for name, stream in method.data_streams().items()}
+    return synthetic_batch(method.data_streams(), batch_size=8, seed=seed)
 
 
 class Record(Callback):

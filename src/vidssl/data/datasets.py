@@ -118,7 +118,11 @@ def slice_audio(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, b
     starts = np.atleast_1d(view.audio_starts)
     span_audio, padded = ctx.span_audio(rate)
     valid = span_audio is not None and span_audio.numel() > 0 and not padded
-    if not valid:
+    if span_audio is not None and padded and not sel.looped:
+        # The track does not cover the whole span; whether it covers THIS view is asked of the
+        # decoder for the view's own time range (a rare case: tracks cut short).
+        out, valid = _audio_of_view_range(ctx, starts, spec.seconds, rate, count)
+    elif not valid:
         out = torch.zeros(len(starts), count)
     else:
         first = np.round(starts * rate).astype(np.int64)[:, None] + np.arange(count)[None, :]
@@ -138,6 +142,21 @@ def slice_audio(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, b
     return (out[0] if np.ndim(view.audio_starts) == 0 else out), bool(valid)
 
 
+def _audio_of_view_range(ctx: SliceContext, starts: np.ndarray, seconds: float, rate: int,
+                         count: int) -> tuple[torch.Tensor, bool]:
+    """The view's audio decoded for its own time range (``K×N``), valid only if every clip is fully covered."""
+    fps, first = ctx.info.fps, ctx.selection.start_frame
+    rows, valid = [], True
+    for start in starts:
+        t0 = first / fps + float(start)
+        audio, padded = ctx.dataset.decoder.decode_audio(ctx.path, t0, t0 + seconds, rate)
+        if audio is None or padded:
+            valid = False
+            audio = torch.zeros(count)
+        rows.append(audio[:count] if audio.numel() >= count else F.pad(audio, (0, count - audio.numel())))
+    return torch.stack(rows), valid
+
+
 def slice_flow(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bool]:
     """Flow views: cached optical flow at the view's source frames, ``2×T×H×W`` in [-1, 1]."""
     from vidssl.data.flow import flow_view
@@ -150,7 +169,12 @@ def slice_flow(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bo
     # indices into the decoded span -> source frames (a looped span starts at frame 0)
     frames = cached.frames(ctx.selection.start_frame + view.frame_indices)
     canvas = view.spec.canvas or cached.codes.shape[1:3]
-    return torch.from_numpy(flow_view(frames, tuple(canvas), options.max_pixels)), True
+    out = torch.from_numpy(flow_view(frames, tuple(canvas), options.max_pixels))
+    if view.spec.reverse:
+        # played backwards every displacement points the other way (flow of t→t+1 becomes about
+        # -flow of t+1→t; the frame order is already reversed by the plan)
+        out = -out
+    return out, True
 
 
 #: How each view kind is cut from a decoded item: kind -> slicer(context, view) -> (tensor, valid).

@@ -204,7 +204,7 @@ def flow_view(flow: np.ndarray, size: int | tuple[int, int], max_pixels: float =
 
     Like the video worker does for frames: resize so the canvas is covered (keeping the aspect
     ratio), then centre-crop to ``size``. The random crop and flip of the view happen later, on
-    the device (see ``vidssl.methods.brave``). The vectors are rescaled with the image so they
+    the device (:func:`vidssl.data.transforms.augment_flow`). The vectors are rescaled with the image so they
     stay in pixels of the output.
 
     Args:

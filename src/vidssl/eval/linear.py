@@ -45,19 +45,15 @@ class LinearProbeConfig:
 
 
 def warmup_cosine_lr(epoch: float, base_lr: float, total_epochs: float, warmup_epochs: float, warmup_start_lr: float) -> float:
-    """PySlowFast's ``cosine`` policy with linear warmup, at fractional ``epoch``.
+    """PySlowFast's ``cosine`` policy with linear warmup, at fractional ``epoch``
+    (:func:`vidssl.optim.slowfast_cosine`, the schedule pretraining uses, counted in epochs).
 
     Cosine: ``base_lr·(1+cos(π·epoch/total))/2``; during warmup the lr rises linearly from
     ``warmup_start_lr`` to the cosine value at ``warmup_epochs``.
     """
+    from vidssl.optim import slowfast_cosine
 
-    def cosine(e: float) -> float:
-        return base_lr * (1.0 + math.cos(math.pi * e / total_epochs)) / 2.0
-
-    if epoch < warmup_epochs:
-        end = cosine(warmup_epochs)
-        return warmup_start_lr + (end - warmup_start_lr) * epoch / warmup_epochs
-    return cosine(epoch)
+    return slowfast_cosine(epoch, total_epochs, warmup_epochs, base_lr, warmup_start_lr)
 
 
 @dataclass
