@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from vidssl import __version__
-from vidssl.errors import UserError
+from vidssl.errors import Interrupted, UserError
 
 # Plain list of command modules, in the order ``vidssl --help`` shows them.
 COMMAND_MODULES = [
@@ -58,11 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args`` that also accepts ``key=value`` overrides mixed with options in any order
+    (``pretrain --preset P max_steps=2 --out X data.root=D``) and ``--debug`` after the subcommand."""
+    args, extras = parser.parse_known_args(argv)
+    rest = []
+    for token in extras:
+        if token == "--debug":
+            args.debug = True
+        elif _OVERRIDE.match(token) and isinstance(getattr(args, "overrides", None), list):
+            args.overrides.append(token)
+        else:
+            rest.append(token)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv or argv == ["--debug"] else 2
@@ -73,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vidssl: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vidssl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = str(exc) if isinstance(exc, Interrupted) else ""
+        print(f"vidssl: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     return int(result or 0)
 

@@ -18,6 +18,18 @@ Example (nested dataclasses work the same way, with dotted keys such as ``optim.
     Traceback (most recent call last):
     ...
     vidssl.errors.ConfigError: unknown config key 'lrr' (did you mean 'lr'?)
+
+Allowed values are declared next to each field with :func:`checked` (a range, choices or a
+pattern) and enforced by :func:`from_dict`, so every command that builds a config refuses an
+out-of-range value with a message naming the key:
+
+    >>> @dataclass
+    ... class Loader:
+    ...     workers: int = checked(2, ge=0)
+    >>> from_dict(Loader, {"workers": -1})
+    Traceback (most recent call last):
+    ...
+    vidssl.errors.ConfigError: workers must be >= 0, got -1
 """
 
 from __future__ import annotations
@@ -122,6 +134,53 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+def checked(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, choices: Iterable[Any] | None = None, pattern: str | None = None,
+            also: Iterable[Any] = (), default_factory: Any = dataclasses.MISSING, why: str = "") -> Any:
+    """A dataclass field whose value must satisfy ``ge``/``gt``/``le`` (numbers), ``choices`` or the
+    regular expression ``pattern`` (strings); values in ``also`` are accepted as they are (e.g. -1 for
+    "no limit"). ``why`` is added to the error message."""
+    rule = {k: v for k, v in dict(ge=ge, gt=gt, le=le, pattern=pattern, why=why).items() if v not in (None, "")}
+    if choices is not None:
+        rule["choices"] = tuple(choices)
+    rule["also"] = tuple(also)
+    kwargs = {"default_factory": default_factory} if default_factory is not dataclasses.MISSING else {"default": default}
+    return dataclasses.field(metadata={"vidssl_check": rule}, **kwargs)
+
+
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for the first field of dataclass ``cfg`` (not nested ones) whose value
+    breaks its :func:`checked` declaration, and for a ``*crop_size`` larger than its ``*canvas``."""
+    import re
+
+    for f in dataclasses.fields(cfg):
+        rule = f.metadata.get("vidssl_check")
+        if not rule:
+            continue
+        value, key = getattr(cfg, f.name), f"{prefix}.{f.name}" if prefix else f.name
+        if value is None or value in rule["also"]:
+            continue
+        why = f" ({rule['why']})" if rule.get("why") else ""
+        also = " or " + " or ".join(map(str, rule["also"])) if rule["also"] else ""
+        if "choices" in rule and value not in rule["choices"]:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(rule['choices'])}"
+                              f"{_suggest(str(value), map(str, rule['choices']))}{why}")
+        if "pattern" in rule and not re.fullmatch(rule["pattern"], str(value)):
+            raise ConfigError(f"{key}: {value!r} is not valid{why}")
+        for name, test, word in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                                 ("le", lambda v, b: v <= b, "<=")):
+            if name in rule and isinstance(value, (int, float)) and not test(value, rule[name]):
+                raise ConfigError(f"{key} must be {word} {rule[name]:g}{also}, got {value}{why}")
+    for f in dataclasses.fields(cfg):  # a crop cannot be larger than the frame it is cut from
+        if f.name.endswith("crop_size") and hasattr(cfg, f.name[: -len("crop_size")] + "canvas"):
+            canvas_name = f.name[: -len("crop_size")] + "canvas"
+            crop, canvas = getattr(cfg, f.name), getattr(cfg, canvas_name)
+            if isinstance(crop, int) and isinstance(canvas, int) and crop > canvas:
+                where = f"{prefix}." if prefix else ""
+                raise ConfigError(f"{where}{f.name}={crop} is larger than {where}{canvas_name}={canvas} "
+                                  "(the crop is cut from the canvas)")
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -139,9 +198,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
             raise ConfigError(f"unknown config key '{where}'{_suggest(where, full_names)}")
         kwargs[key] = _coerce(value, hints[key], where)
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
+    check_values(obj, prefix)
+    return obj
 
 
 def to_dict(cfg: Any) -> Any:

@@ -23,6 +23,14 @@ class DataError(UserError):
     """A dataset root, split file or manifest is missing or malformed."""
 
 
+class TrainingDiverged(UserError):
+    """The loss or the weights of a run stopped being finite; the message names the step and what to change."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a long command; the message says how to continue (the CLI exits 130)."""
+
+
 class VideoDecodeError(VidsslError):
     """One video file could not be read. Carries the path so it can be reported and skipped."""
 

@@ -215,3 +215,24 @@ def brave_loss(narrow: tuple[Tensor, Tensor], broads: dict[str, tuple[Tensor, Te
         terms += [b2n, n2b]
     out["loss"] = torch.stack(terms).mean()
     return out
+
+
+# ---- GDT / STiCA (Patrick et al., ICCV 2021): NCE over an explicit set of keys ----
+
+
+def masked_nce_rows(logits: Tensor, positive: Tensor, allowed: Tensor) -> Tensor:
+    """Per-row InfoNCE over the keys a mask allows: ``-log softmax(logits[b, allowed[b]])`` at ``positive[b]``.
+
+    ``logits`` ``B×M`` (already divided by the temperature), ``positive`` ``B`` (column of each
+    row's positive key, which ``allowed`` must include), ``allowed`` bool ``B×M`` (the positive and
+    the negatives of each row). Returns the ``B`` row losses. GDT's hypotheses differ only in which
+    keys each row may see (:mod:`vidssl.methods.gdt_nce`).
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0, 5.0]])
+        >>> row = masked_nce_rows(logits, torch.tensor([0]), torch.tensor([[True, True, False]]))
+        >>> round(float(row), 4) == round(float(torch.log(1 + torch.exp(torch.tensor(-2.0)))), 4)
+        True
+    """
+    masked = logits.masked_fill(~allowed, float("-inf"))
+    return torch.logsumexp(masked, dim=1) - logits.gather(1, positive[:, None]).squeeze(1)

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Literal
 import torch
 from torch import Tensor, nn
 
+from vidssl.config import checked
 from vidssl.errors import ConfigError
 
 
@@ -32,24 +33,24 @@ class OptimConfig:
     trainer.max_epochs``, so a run cut short by ``max_steps`` keeps the schedule's shape).
     ``schedule``: ``"cosine"`` = cosine from ``lr`` to ``final_lr`` over the steps after warm-up
     (BraVe, optax ``warmup_cosine_decay_schedule``); ``"slowfast_cosine"`` = PySlowFast's cosine
-    over the whole run, warm-up rising linearly to the cosine's value at its end. The lr is set
-    every step as a pure function of the step.
+    over the whole run, warm-up rising linearly to the cosine's value at its end; ``"constant"`` =
+    ``lr`` after warm-up (GDT, STiCA). The lr is set every step as a pure function of the step.
     """
 
     name: Literal["lars", "sgd", "adamw"] = "lars"
-    lr: float = 1.2
-    weight_decay: float = 1e-6
-    momentum: float = 0.9
+    lr: float = checked(1.2, ge=0)
+    weight_decay: float = checked(1e-6, ge=0)
+    momentum: float = checked(0.9, ge=0, le=1)
     nesterov: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
-    trust_coefficient: float = 0.001
+    trust_coefficient: float = checked(0.001, gt=0)
     lars_formula: Literal["pyslowfast", "update_norm"] = "pyslowfast"
-    schedule: Literal["cosine", "slowfast_cosine"] = "cosine"
-    warmup_epochs: float = 35.0
-    warmup_steps: int = -1
-    warmup_start_lr: float = 0.001
-    final_lr: float = 0.0
-    grad_clip: float = 0.0
+    schedule: Literal["cosine", "slowfast_cosine", "constant"] = "cosine"
+    warmup_epochs: float = checked(35.0, ge=0)
+    warmup_steps: int = checked(-1, ge=0, also=(-1,), why="-1: use warmup_epochs")
+    warmup_start_lr: float = checked(0.001, ge=0)
+    final_lr: float = checked(0.0, ge=0)
+    grad_clip: float = checked(0.0, ge=0, why="0: no clipping")
 
 
 def param_group(name: str, params: Iterable[Tensor], lr_mult: float = 1.0, grad_mult: float = 1.0,
@@ -195,6 +196,19 @@ def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]], device_type:
     raise ConfigError(f"unknown optimizer '{cfg.name}' (expected lars, sgd or adamw)")
 
 
+@torch.no_grad()
+def apply_grad_multipliers(optimizer: torch.optim.Optimizer) -> None:
+    """Multiply each group's gradients by its ``grad_mult`` (call after backward, before clipping and
+    ``step``): a gradient multiplier acts *before* weight decay and the LARS trust ratio, unlike a
+    learning-rate multiplier (BraVe's ×10 predictor)."""
+    for group in optimizer.param_groups:
+        mult = group.get("grad_mult", 1.0)
+        if mult != 1.0:
+            grads = [p.grad for p in group["params"] if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, mult)
+
+
 def resolve_warmup_steps(cfg: OptimConfig, total_steps: int, max_epochs: int = 1) -> int:
     """Warm-up length in steps: ``warmup_steps`` when >= 0, else ``warmup_epochs`` as a fraction of the run."""
     if cfg.warmup_steps >= 0:
@@ -217,7 +231,9 @@ def lr_factor(cfg: OptimConfig, step: float, total_steps: int, max_epochs: int =
     if cfg.lr == 0:
         return 0.0
     warmup = resolve_warmup_steps(cfg, total_steps, max_epochs)
-    if cfg.schedule == "slowfast_cosine":
+    if cfg.schedule == "constant":
+        lr = warmup_cosine(step, total_steps, warmup, cfg.lr, cfg.warmup_start_lr, final_lr=cfg.lr)
+    elif cfg.schedule == "slowfast_cosine":
         lr = slowfast_cosine(step, total_steps, warmup, cfg.lr, cfg.warmup_start_lr, cfg.final_lr)
     else:
         lr = warmup_cosine(step, total_steps, warmup, cfg.lr, cfg.warmup_start_lr, cfg.final_lr)

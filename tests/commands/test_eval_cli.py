@@ -49,7 +49,9 @@ def test_knn_report_contents(demo_root, tmp_path, cache_dir):
     train = extracted(demo_root, tmp_path, cache_dir, "train")  # kNN: the test views of the train videos
     test = extracted(demo_root, tmp_path, cache_dir, "test")
     expected = evaluate_knn(train.features, train.labels, test.features, test.labels, k=5, num_classes=10)
-    assert report["results"] == {"top1": expected.top1, "top5": expected.top5}
+    # the number of videos evaluated stands next to every accuracy
+    assert report["results"] == {"top1": expected.top1, "top5": expected.top5, "test_videos": 10, "train_videos": 30, "excluded_videos": 0}
+    assert report["excluded"] == []
     assert report["input_contract"] == "none" and report["views_from"] == "--views" and report["notes"] == []
     assert report["checkpoint"]["source"] == "random:r3d18_fgkv_tiny" and report["checkpoint"]["hash"]
     assert report["views"]["name"] == "demo_quick" and report["views"]["temporal_clips"] == 1
@@ -83,7 +85,8 @@ def test_retrieval_and_linear(demo_root, tmp_path, cache_dir):
     test = extracted(demo_root, tmp_path, cache_dir, "test")
     expected = evaluate_linear(train.features, train.labels, test.features, test.labels,
                                LinearProbeConfig(epochs=3, warmup_epochs=3), 10)
-    assert linear["results"] == {"top1": expected.top1, "top5": expected.top5, "train_loss": expected.train_loss}
+    assert linear["results"] == {"top1": expected.top1, "top5": expected.top5, "train_loss": expected.train_loss,
+                                 "test_videos": 10, "train_videos": 30, "excluded_videos": 0}
 
 
 @pytest.mark.slow
@@ -113,7 +116,8 @@ def test_report_compares_runs(demo_root, tmp_path, cache_dir, capsys):
     capsys.readouterr()
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp.md")]) == 0
     table = capsys.readouterr().out
-    assert table.splitlines()[0].startswith("| run | protocol | checkpoint | top1 | top5 | R@1")
+    assert table.splitlines()[0].startswith("| run | protocol | checkpoint | top1 | top5 | test_videos | train_videos")
+    assert "| R@1 |" in table.splitlines()[0]
     assert "| knn |" in table and "| retrieval |" in table
     assert (tmp_path / "cmp.md").read_text() == table
 

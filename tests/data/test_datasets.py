@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from video_factory import AUDIO_RATE, frame_level
-from vidssl.data.datasets import SLICERS, VideoDataset, collate, fit_canvas
+from vidssl.data.datasets import SLICERS, VideoDataset, collate, fit_canvas, worker_context
 from vidssl.data.index import build_manifest
 from vidssl.data.sampling import ClipPlan, RandomClipPlan, ShotWindowPlan, UniformClipsPlan, ViewSpec, ViewsPlan
 from vidssl.errors import DataError, UserError
@@ -408,7 +408,8 @@ def test_dataloader_two_workers_two_views_and_distributed_sampler(dataset_root):
     manifest = build_manifest(dataset_root)
     dataset = VideoDataset(manifest, TWO_VIEWS, split="train", seed=3)
     dataset.set_epoch(2)  # must reach the workers
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context=worker_context(2),
+                        collate_fn=collate)
     batches = list(loader)
     assert len(batches) == 3
     batch = batches[0]
@@ -470,7 +471,7 @@ def test_corrupt_file_is_skipped_counted_and_reported(dataset_root, caplog):
     assert [int(s["index"]) for s in repeated] == [expected, expected] and expected != bad
     # across workers: the batch carries what its worker skipped
     fresh = VideoDataset(manifest, TWO_VIEWS, split="train", seed=0)
-    skipped = [p for b in DataLoader(fresh, batch_size=3, num_workers=2, collate_fn=collate) for p in b["skipped"]]
+    skipped = [p for b in DataLoader(fresh, batch_size=3, num_workers=2, multiprocessing_context=worker_context(2), collate_fn=collate) for p in b["skipped"]]
     assert skipped == [str(bad_path)] and fresh.failures() == {}
     fresh.note_batch({"skipped": skipped})
     assert list(fresh.failures()) == [str(bad_path)]
@@ -530,7 +531,7 @@ def test_demo_dataset_through_a_two_worker_loader(demo_manifest):
                       ViewSpec("broad", num_frames=16, stride=2, canvas=(24, 24), align_to="narrow"),
                       ViewSpec("broad_audio", kind="audio", seconds=1.0, align_to="narrow")])
     dataset = VideoDataset(demo_manifest, plan, split="train", fold=1)
-    batch = next(iter(DataLoader(dataset, batch_size=4, num_workers=2, shuffle=True, collate_fn=collate)))
+    batch = next(iter(DataLoader(dataset, batch_size=4, num_workers=2, multiprocessing_context=worker_context(2), shuffle=True, collate_fn=collate)))
     assert batch["clips"]["narrow"].shape == (4, 8, 32, 32, 3) and batch["clips"]["broad_audio"].shape == (4, 16000)
     assert batch["valid"]["broad_audio"].all() and batch["valid"]["narrow"].all()
     assert batch["label"].tolist() == [dataset.records[i].label for i in batch["index"].tolist()]
@@ -548,3 +549,23 @@ def test_far_apart_clips_are_decoded_as_separate_runs(dataset_root):
     clips = item["clips"]["clip"]
     for clip, start in zip(clips, (0, 91)):
         assert np.abs(levels(clip) - [frame_level(start + 2 * k) for k in range(5)]).max() <= 8
+
+
+def test_worker_crop_cuts_the_box_from_the_whole_decoded_frame(demo_manifest):
+    """A view with ``crop`` gets its box cut from the whole frame (decoded at ``source_short_side``) and
+    resized to the canvas, and carries its zoom for the device-side blur."""
+    from vidssl.data.datasets import crop_and_fit
+    from vidssl.data.sampling import CropOptions
+
+    view = ViewSpec("clip_1", num_frames=4, stride=2, canvas=(32, 32), crop=CropOptions((0.2, 0.766), (0.75, 1.333), 64))
+    dataset = VideoDataset(demo_manifest, ViewsPlan([view]), seed=3)
+    item = dataset[5]
+    sel = selection_of(dataset, 5)
+    record = dataset.records[dataset.items[5][0]]
+    assert item["clips"]["clip_1"].shape == (4, 32, 32, 3)
+    assert float(item["zoom"]["clip_1"]) == pytest.approx(sel.views["clip_1"].zoom)
+    whole = dataset.decoder.decode(dataset.manifest.resolve(record), sel.start_frame / record.info.fps,
+                                   sel.end_frame / record.info.fps).frames  # native 64×64
+    frames = whole[torch.from_numpy(sel.views["clip_1"].frame_indices)]
+    expected = crop_and_fit(frames, sel.views["clip_1"].crop_box, (32, 32))
+    assert (item["clips"]["clip_1"].int() - expected.int()).abs().max() <= 1

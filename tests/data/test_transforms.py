@@ -342,3 +342,57 @@ def test_accelerator_path_matches_cpu_path(pipeline, monkeypatch):
         monkeypatch.setattr(module, "_gathers_rows", lambda device: False)
     blended = pipeline(16)(clips, generator=gen(1))
     torch.testing.assert_close(blended, gathered, rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- PySlowFast's crop from the whole frame
+
+
+def test_blur_after_a_worker_crop_matches_the_seeds_blur_before_it():
+    """PySlowFast blurs at source resolution, then crops and resizes; vidssl crops in the worker and blurs
+    on the device with sigma × zoom. The two agree closely; an unscaled sigma does not."""
+    import torch.nn.functional as F
+
+    from vidssl.data.transforms.filters import gaussian_kernels, separable_blur
+
+    g = torch.Generator().manual_seed(0)
+    # a source frame with structure at every scale (256 short side, 16:9)
+    frame = F.interpolate(torch.rand(1, 3, 1, 32, 57, generator=g).flatten(1, 2), size=(256, 455), mode="bicubic",
+                          align_corners=False) + 0.3 * torch.rand(1, 3, 256, 455, generator=g)
+    frame = frame.unsqueeze(2)  # B×C×T×H×W
+    x0, y0, w, h = 100, 40, 180, 160  # a crop of the source frame
+    out = 112
+    zoom = out / w
+    sigma = torch.tensor([2.0])
+
+    def crop_resize(x):
+        crop = x[..., y0:y0 + h, x0:x0 + w].flatten(1, 2)
+        return F.interpolate(crop, size=(out, out), mode="bilinear", antialias=True, align_corners=False)
+
+    seed_order = crop_resize(separable_blur(frame, gaussian_kernels(sigma, 25)))
+    ours = separable_blur(crop_resize(frame).unsqueeze(2), gaussian_kernels(sigma * zoom, 13)).squeeze(2)
+    unscaled = separable_blur(crop_resize(frame).unsqueeze(2), gaussian_kernels(sigma, 13)).squeeze(2)
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the borders' padding
+    error = (ours - seed_order)[inner].abs().mean()
+    assert float(error) < 0.01
+    assert float((unscaled - seed_order)[inner].abs().mean()) > 3 * float(error)
+
+
+def test_worker_crops_come_from_the_whole_frame():
+    import numpy as np
+
+    from vidssl.data.sampling import CropOptions, VideoShape, ViewsPlan, ViewSpec
+
+    view = ViewSpec("clip_1", num_frames=4, canvas=(112, 112), crop=CropOptions((0.2, 0.766), (0.75, 1.333), 256))
+    plan = ViewsPlan([view])
+    record = VideoShape(300, 30.0, width=640, height=360)  # 16:9: a centre square would hide 22 % of each side
+    boxes, zooms = [], []
+    for seed in range(400):
+        sel = plan.sample(record, np.random.default_rng(seed))
+        boxes.append(sel.views["clip_1"].crop_box)
+        zooms.append(sel.views["clip_1"].zoom)
+    boxes = np.stack(boxes)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    assert area.min() >= 0.2 - 0.02 and area.max() <= 0.766 + 0.02
+    assert boxes[:, 0].min() < 0.02 and boxes[:, 2].max() > 0.98  # the left and right edges are reachable
+    width_at_256 = (boxes[:, 2] - boxes[:, 0]) * 455
+    np.testing.assert_allclose(zooms, 112 / width_at_256, rtol=0.02)

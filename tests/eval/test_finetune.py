@@ -92,7 +92,8 @@ def test_finetune_learns_and_updates_backbone(tmp_path):
     assert result.top1 == 1.0
     assert not torch.equal(before, backbone.conv.weight)
     assert list(result.top1_per_epoch) == [4, 5] and result.top1_best_epoch_on_test == 1.0
-    assert result.numbers() == {"top1": 1.0, "top5": 1.0, "top1_best_epoch_on_test": 1.0}
+    assert result.numbers() == {"top1": 1.0, "top5": 1.0, "top1_best_epoch_on_test": 1.0, "test_videos": 12,
+                                "excluded_videos": 0}
     assert result.confusion.trace() == 12
 
 

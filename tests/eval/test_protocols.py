@@ -267,14 +267,16 @@ def test_one_orchestration_scores_each_encoder_like_the_protocols_do():
     train3, test, train0 = (source.features(*key) for key in [("train", 1, 3), ("test", 1), ("train", 1, 0)])
     for name in ("pretrained", "random"):
         direct = evaluate_linear(train3[name].features, train3[name].labels, test[name].features, test[name].labels, cfg, 4)
-        assert linear[name].numbers == {"top1": direct.top1, "top5": direct.top5, "train_loss": direct.train_loss}
+        counts = {"test_videos": 40, "train_videos": 40, "excluded_videos": 0}
+        assert linear[name].numbers == {"top1": direct.top1, "top5": direct.top5, "train_loss": direct.train_loss,
+                                        **counts}
         np.testing.assert_array_equal(linear[name].confusion, direct.confusion)
         (direct_svm,) = evaluate_svm(train3[name].features, train3[name].labels, test[name].features, test[name].labels,
                                      C=1.0, num_classes=4)
-        assert svm[name].numbers == {"top1": direct_svm.top1, "top5": direct_svm.top5, "C": 1.0}
+        assert svm[name].numbers == {"top1": direct_svm.top1, "top5": direct_svm.top5, "C": 1.0, **counts}
         direct_knn = evaluate_knn(train0[name].features, train0[name].labels, test[name].features, test[name].labels,
                                   k=5, num_classes=4)
-        assert knn[name].numbers == {"top1": direct_knn.top1, "top5": direct_knn.top5}
+        assert knn[name].numbers == {"top1": direct_knn.top1, "top5": direct_knn.top5, **counts}
     assert linear["pretrained"].numbers["top1"] == 1.0 and knn["pretrained"].numbers["top1"] == 1.0
     assert linear["random"].numbers["top1"] == pytest.approx(0.25, abs=0.15)  # noise features
 
@@ -300,7 +302,9 @@ def test_evaluate_over_folds_reports_each_and_the_mean():
     assert result.confusion_images()["split2"].trace() == 40  # 4 classes × 10 test videos, all right
     single = P.evaluate(P.RetrievalSpec(ks=(1, 5)), Embed(16), EncoderInfo("e", "h"), Manifest4(), PROTO, [1],
                         extract=FakeExtract([16]))
-    assert single.headline == {"R@1": 1.0, "R@5": 1.0} and single.confusion_images() == {}
+    assert single.headline == {"R@1": 1.0, "R@5": 1.0, "test_videos": 40, "train_videos": 40, "excluded_videos": 0}
+    assert single.confusion_images() == {}
+    assert result.headline["test_videos"] == 80  # counts add up over folds
 
 
 def test_finetune_spec_needs_an_output_directory():

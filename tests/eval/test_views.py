@@ -70,12 +70,28 @@ def test_demo_geometry_comes_from_the_contract(views):
     assert choice.notes == ()  # same normalisation as the demo protocols
 
 
-def test_contract_with_a_frame_rate_keeps_the_protocol_stride():
+def test_contract_with_a_frame_rate_samples_the_demo_clips_at_that_rate():
     fps = InputContract(mean=(0.45,) * 3, std=(0.225,) * 3, num_frames=4, fps=12.5, crop_size=32, canvas=40,
                         eval_views="demo")
     choice = protocol_for(fps)
-    assert choice.protocol.stride == PROTOCOLS["demo"].stride and choice.protocol.num_frames == 4
-    assert "12.5 fps" in choice.notes[0]
+    assert choice.protocol.fps == 12.5 and choice.protocol.num_frames == 4
+    strided = InputContract(mean=(0.45,) * 3, std=(0.225,) * 3, num_frames=4, stride=3, crop_size=32, canvas=40,
+                            eval_views="demo")
+    assert (protocol_for(strided).protocol.stride, protocol_for(strided).protocol.fps) == (3, None)
+
+
+def test_seed_protocols_resample_like_the_seeds():
+    """BraVe's SVM clip is every 2nd frame at 25 fps, FGKVMemPred's every 4th at 30 fps, GDT's 30 fps:
+    the same seconds whatever the source frame rate."""
+    from vidssl.eval.features import clip_plan
+    from vidssl.data.sampling import VideoShape
+
+    assert (PROTOCOLS["brave"].fps, PROTOCOLS["fgkvmem"].fps, PROTOCOLS["gdt"].fps) == (12.5, 7.5, 30.0)
+    for source_fps in (25.0, 30.0):
+        plan = clip_plan(PROTOCOLS["brave"], augmented=False)
+        sel = plan.sample(VideoShape(int(20 * source_fps), source_fps))
+        frames = sel.views["clip"].frame_indices[0]
+        assert (frames[-1] - frames[0]) / source_fps == pytest.approx(31 * 2 / 25, abs=1 / source_fps)
 
 
 def test_value_range_and_one_channel_are_folded_into_the_normalisation():

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from vidssl.data.transforms import augment_flow
 from vidssl.losses import brave_loss, regression_loss, safe_normalize
 from vidssl.methods.brave import brave_param_groups, lars_adapted
+from vidssl.optim import apply_grad_multipliers
 from vidssl.models.heads import BraveHeads, ProjectAndPredict
 
 # ---------------------------------------------------------------- loss
@@ -147,7 +148,9 @@ def test_param_groups_predictor_lr_and_lars_mask():
     named = list(heads.named_parameters())
     groups = {g["name"]: g for g in brave_param_groups(named)}
     assert set(groups) == {"main_lars", "main_plain", "predictor_lars", "predictor_plain"}
-    assert groups["predictor_lars"]["lr_mult"] == 10.0 and groups["main_lars"]["lr_mult"] == 1.0
+    # BraVe's ×10 is a gradient multiplier on the predictor (before decay and LARS), not an lr multiplier
+    assert groups["predictor_lars"]["grad_mult"] == 10.0 and groups["main_lars"]["grad_mult"] == 1.0
+    assert groups["predictor_lars"]["lr_mult"] == 1.0
     # intended: weights adapted and decayed, biases / BN not
     assert all(p.ndim == 2 for p in groups["main_lars"]["params"])
     assert all(p.ndim == 1 for p in groups["main_plain"]["params"])
@@ -205,18 +208,41 @@ def test_views_narrow_starts_the_broad_view_and_lies_inside_it():
     assert [(v.name, v.kind) for v in plan.views] == [("narrow", "video"), ("broad_video", "video"),
                                                       ("broad_audio", "audio")]
     for seed in range(20):
-        sel = plan.sample(VideoShape(600, 25.0), np.random.default_rng(seed))  # a 24 s video: no looping
+        sel = plan.sample(VideoShape(600, 25.0), np.random.default_rng(seed))  # a 24 s video at 25 fps
         narrow = sel.start_frame + sel.views["narrow"].frame_indices
         broad = sel.start_frame + sel.views["broad_video"].frame_indices
-        assert not sel.looped
-        np.testing.assert_array_equal(np.diff(narrow), 2)
-        np.testing.assert_array_equal(np.diff(broad), 4)
+        np.testing.assert_array_equal(np.diff(narrow), 2)  # every 2nd frame at 25 fps
         assert len(narrow) == 16 and len(broad) == 64
-        assert narrow[0] == broad[0]  # left-aligned (BraVe's sampler)
-        assert narrow[-1] <= broad[-1]  # the narrow 1.24 s lies inside the broad 10.12 s
+        start = narrow[0]
+        assert 0 <= start <= 600 - 31  # drawn so the narrow view fits, over the whole video
+        np.testing.assert_array_equal(broad, (start + 4 * np.arange(64)) % 600)  # left-aligned, looped past the end
+        assert sel.looped == (start + 253 >= 600)
         # the audio starts with the views and lasts 10.24 s at its own rate
-        assert sel.views["broad_audio"].audio_starts == pytest.approx((broad[0] - sel.start_frame) / 25.0)
+        assert sel.views["broad_audio"].audio_starts == pytest.approx((start - sel.start_frame) / 25.0)
         assert plan.views[2].seconds == pytest.approx(10.24) and plan.views[2].sample_rate == 48000
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0])
+def test_clip_timing_is_in_seconds_at_25_fps_whatever_the_source_rate(fps):
+    """BraVe resamples to 25 fps: narrow 1.28 s, broad 10.24 s at any source rate, and the narrow start
+    is drawn over the whole video (a 10 s video: not confined to the first ~2 s as when the broad view
+    had to fit)."""
+    plan = brave_plan(_full_config(broad=["video"]))
+    n = int(10 * fps)  # a 10 s video
+    starts = []
+    for seed in range(300):
+        sel = plan.sample(VideoShape(n, fps), np.random.default_rng(seed))
+        narrow = sel.start_frame + sel.views["narrow"].frame_indices
+        broad = sel.start_frame + sel.views["broad_video"].frame_indices
+        # time spans: first to last frame + one frame step, in seconds
+        assert (narrow[-1] - narrow[0]) / fps == pytest.approx(15 * 2 / 25, abs=1 / fps)
+        unwrapped = broad[0] + np.round(np.arange(64) * 4 * fps / 25).astype(int)
+        np.testing.assert_array_equal(broad, unwrapped % n)
+        assert (unwrapped[-1] - unwrapped[0]) / fps == pytest.approx(63 * 4 / 25, abs=1 / fps)
+        starts.append(int(narrow[0]))
+    last_start = n - (int(round(15 * 2 * fps / 25)) + 1)
+    assert min(starts) <= 0.05 * n and max(starts) >= 0.9 * last_start  # the whole video, not frames 0–47
+    assert max(starts) <= last_start
 
 
 def test_views_loop_short_videos_like_extend_sequence():
@@ -237,7 +263,7 @@ def test_audio_only_and_flow_views():
                                                       ("broad_flow", "flow")]
     audio, flow = plan.views[1], plan.views[2]
     assert audio.seconds == pytest.approx(10.24) and audio.align_to == "narrow"
-    assert (flow.num_frames, flow.stride, flow.canvas, flow.flow.method) == (64, 4, (128, 128), "dis")
+    assert (flow.num_frames, flow.fps, flow.canvas, flow.flow.method) == (64, 25 / 4, (128, 128), "dis")
     sel = plan.sample(VideoShape(1000, 25.0), np.random.default_rng(1))
     assert sel.views["broad_flow"].frame_indices[0] == sel.views["narrow"].frame_indices[0]
 
@@ -267,7 +293,8 @@ def test_presets_name_every_configuration():
         full = load_pretrain_config(f"brave_{key}_tsm50_k600")
         assert (full.data.batch_size, full.optim.lr, full.optim.weight_decay, full.trainer.max_steps) == (512, 1.0, 0.01, 300000)
         assert full.optim.warmup_steps == 5000 and full.optim.schedule == "cosine"
-        assert full.method.predictor_lr_mult == 10.0
+        assert full.method.predictor_grad_mult == 10.0 and full.method.predictor_lr_mult == 1.0
+        assert full.method.target_fps == 25.0
     assert load_pretrain_config("brave_vaf_tsm50x2_k600").method.backbone == "tsm_resnet50_x2"
 
 
@@ -301,6 +328,7 @@ def _one_step(faithful: bool):
     z, h = head("narrow", torch.randn(6, 8))
     (h.pow(2).sum() + z.sum()).backward()
     grads = {n: p.grad.detach().clone() for n, p in named}
+    apply_grad_multipliers(opt)  # what the engine does before every step
     opt.step()
     return {n: before[n] - p.detach() for n, p in named}, grads, before
 
@@ -313,8 +341,10 @@ def test_intended_mask_adapts_weights_and_leaves_biases_plain():
     torch.testing.assert_close(step[w], trust * u)
     torch.testing.assert_close(step[b], grads[b])  # plain SGD, no decay
     pw = "head.predictor.hidden.weight"
-    up = grads[pw] + 0.01 * before[pw]
-    torch.testing.assert_close(step[pw], 10.0 * 1e-3 * before[pw].norm() / up.norm() * up)  # predictor lr ×10
+    up = 10.0 * grads[pw] + 0.01 * before[pw]  # the ×10 acts on the gradient, before decay and the trust ratio
+    torch.testing.assert_close(step[pw], 1e-3 * before[pw].norm() / up.norm() * up)
+    pb = "head.predictor.hidden.bias"
+    torch.testing.assert_close(step[pb], 10.0 * grads[pb])  # plain SGD: ×10 gradient = ×10 step
 
 
 def test_faithful_mask_is_the_released_inverted_one():
@@ -323,6 +353,12 @@ def test_faithful_mask_is_the_released_inverted_one():
     torch.testing.assert_close(step[w], grads[w])  # weights: plain SGD at lr 1, no decay
     u = grads[bn] + 0.01 * before[bn]
     torch.testing.assert_close(step[bn], 1e-3 * before[bn].norm() / u.norm() * u)  # BN scale: LARS + decay
+    # a predictor BN scale: LARS on (10·g + wd·w), not 10 × LARS(g + wd·w) (which moved ~10× too far)
+    pbn = "head.predictor.hidden_norm.weight"
+    up = 10.0 * grads[pbn] + 0.01 * before[pbn]
+    torch.testing.assert_close(step[pbn], 1e-3 * before[pbn].norm() / up.norm() * up)
+    old = 10.0 * 1e-3 * before[pbn].norm() / (grads[pbn] + 0.01 * before[pbn]).norm() * (grads[pbn] + 0.01 * before[pbn])
+    assert float(old.norm()) > 5 * float(step[pbn].norm())
 
 
 # ---------------------------------------------------------------- the method on the embedded dataset
@@ -422,7 +458,8 @@ def test_schedule_warms_up_in_steps_then_cosine(demo_root, monkeypatch):
     assert factors == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
     optimizer = method.configure_optimizers()
     by_name = {g["name"]: g for g in optimizer.param_groups}
-    assert by_name["predictor_lars"]["base_lr"] == pytest.approx(10.0 * by_name["main_lars"]["base_lr"])
+    assert by_name["predictor_lars"]["base_lr"] == pytest.approx(10.0 * by_name["main_lars"]["base_lr"])  # tiny: lr ×10
+    assert by_name["predictor_lars"]["grad_mult"] == 1.0
     assert by_name["main_plain"]["weight_decay"] == 0.0 and by_name["main_lars"]["lars_weight_decay"] == 0.01
     assert not by_name["main_plain"]["lars"] and by_name["main_lars"]["lars"]
     assert not by_name["probe"].get("scheduled", True)

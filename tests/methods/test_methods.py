@@ -39,12 +39,29 @@ def method_config(name: str, **method):
 
 METHOD_CASES = {
     "byol": lambda: method_config("byol"),
+    "byol_crop_from_frame": lambda: method_config("byol", crop_from_frame=True),
     "fgkvmem": lambda: method_config("fgkvmem"),
     "fgkvmem_kvmem": lambda: method_config("fgkvmem", use_concepts=False),
     "brave_va": lambda: method_config("brave"),
     "brave_vv": lambda: method_config("brave", broad=["video"]),
     "brave_vf": lambda: method_config("brave", broad=["flow"]),
 }
+
+
+def gdt_stica_config(name: str, **method):
+    """A tiny GDT / STiCA config (issue 12): the small networks of tests/methods/test_gdt.py."""
+    from test_gdt import SMALL_GDT, SMALL_STICA, SMALL_TEXT  # tests/methods is on sys.path (pytest rootdir-less import)
+
+    small = {"gdt": SMALL_GDT, "gdt_text": SMALL_TEXT, "stica": SMALL_STICA}[name]
+    return pretrain_config_from_dict({"method": {**small, **method}, "optim": OPTIM})
+
+
+METHOD_CASES.update({
+    # every hypothesis also trains in tests/methods/test_gdt.py::test_every_hypothesis_trains
+    "gdt_basecase": lambda: gdt_stica_config("gdt", hypothesis="basecase"),
+    "stica": lambda: gdt_stica_config("stica"),
+    "gdt_text": lambda: gdt_stica_config("gdt_text", hypothesis="basecase"),
+})
 
 
 def fixed_batch(method, seed: int = 0) -> dict:
@@ -113,7 +130,7 @@ def test_engine_schedule_drives_every_methods_groups(case):
             else:
                 assert name == "probe" and lr == pytest.approx(cfg.method.probe_lr)
     bases = {name: base for name, _, base, _ in record.lrs[0]}
-    if cfg.method.name == "brave":  # the predictor's ×10
+    if cfg.method.name == "brave":  # the tiny presets' predictor lr ×10 (AdamW)
         assert bases["predictor_lars"] == pytest.approx(10 * bases["main_lars"])
     assert record.lrs[0][0][1] == 0.0 and record.lrs[3][0][1] == pytest.approx(record.lrs[3][0][2])
 

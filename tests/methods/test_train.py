@@ -140,3 +140,24 @@ def test_unreadable_training_videos_are_listed_in_the_run_directory(demo_root, t
     out = pretrain(cfg, tmp_path / "run", log=lambda _: None)
     skipped = json.loads((out / "skipped_videos.json").read_text())
     assert list(skipped) == [str(victim)] and skipped[str(victim)]
+
+
+def test_repeated_augmentation_decodes_once_and_doubles_the_rows(demo_root, tmp_path):
+    """``data.repeats=2``: each video is decoded once and gives two samples (VideoMAE/AVION's repeated
+    augmentation); the method sees batch_size × repeats rows, labels repeated per video."""
+
+    class Rows(Callback):
+        def __init__(self):
+            self.rows, self.labels = [], []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.rows.append(int(batch["video"]["clips"]["clip_1"].shape[0]))
+            self.labels.append(batch["video"]["label"].tolist())
+
+    rows = Rows()
+    cfg = small_config("byol", demo_root, 2)
+    cfg.data.repeats = 2
+    pretrain(cfg, tmp_path / "run", callbacks=[rows], log=lambda _: None)
+    assert rows.rows == [8, 8]
+    for labels in rows.labels:
+        assert labels[0::2] == labels[1::2]  # the two samples of one video sit side by side

@@ -53,8 +53,10 @@ def test_tiny_shapes_pooling_and_gradients(name):
     embedding2, fmap = model(x, return_features=True)
     assert fmap.shape[:2] == (2, model.embed_dim)
     assert fmap.dim() == (4 if name.startswith(("audio", "image")) else 5)
-    # The embedding is the mean of the returned map (train-mode BN: same batch, same statistics).
-    torch.testing.assert_close(embedding2, fmap.flatten(2).mean(-1), rtol=1e-4, atol=1e-5)
+    # The embedding is the mean of the returned map (train-mode BN: same batch, same statistics),
+    # except for encoders that pool with a transformer (STiCA): theirs is the pooling of the map.
+    pooled = model.pool(fmap) if getattr(model, "pooling", None) is not None else fmap.flatten(2).mean(-1)
+    torch.testing.assert_close(embedding2, pooled, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(embedding, embedding2, rtol=1e-4, atol=1e-5)
     embedding2.pow(2).sum().backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
@@ -102,6 +104,7 @@ EXPECTED_PARAMS = {
     "audio_resnet18": 11_170_240,
     "audio_resnet50": 23_494_080,
     "image_resnet50": 23_508_032,
+    "r2plus1d18_stica": 36_554_269,  # r2plus1d18_tv + 2 post-LN blocks (q/k projections, FFN 2048)
 }
 
 

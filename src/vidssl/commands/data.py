@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     index.add_argument("--out", default=None, help="manifest path (default: ROOT/vidssl_manifest.json)")
     index.add_argument("--workers", type=int, default=None, help="probing threads (default: min(8, CPUs))")
     index.add_argument("--no-probe", action="store_true", help="skip probing (fps/frames are then read when decoding)")
+    index.add_argument("--allow-outside-root", action="store_true",
+                       help="use listed paths outside ROOT (../.. or absolute paths); refused otherwise")
 
     check = sub.add_parser("check", help="report unreadable files, audio, fps, keyframes and decode speed",
                            epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,7 +75,9 @@ def register(subparsers) -> None:
     check.add_argument("--format", default="auto", choices=FORMATS, help="layout when ROOT is a folder (default: auto)")
     check.add_argument("--clips", type=int, default=8, help="clips to decode for the timing (default 8)")
     check.add_argument("--json", default=None, help="also write the report as JSON to this file")
-    check.add_argument("--workers", type=int, default=None, help="probing threads")
+    check.add_argument("--workers", type=int, default=None, help="probing and decoding threads")
+    check.add_argument("--fast", action="store_true",
+                       help="decode only the first second of each file (default: every frame and the whole audio track)")
     parser.set_defaults(func=run, _data_parser=parser)
 
 
@@ -98,9 +102,18 @@ def run_demo(args) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty() and (done % 50 == 0 or done == total):
-        print(f"\rprobing {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+_BEATS: dict = {}
+
+
+def _progress(done: int, total: int, what: str = "probing") -> None:
+    if sys.stderr.isatty():
+        if done % 50 == 0 or done == total:
+            print(f"\r{what} {done}/{total}", end="\n" if done == total else "", file=sys.stderr)
+        return
+    from vidssl.progress import Heartbeat  # not a terminal: a plain line every ~30 s
+
+    beat = _BEATS.setdefault((what, total), Heartbeat(what, total))
+    beat.update(done)
 
 
 def run_index(args) -> int:
@@ -108,11 +121,13 @@ def run_index(args) -> int:
 
     start = time.perf_counter()
     manifest = build_manifest(args.root, format=args.format, probe=not args.no_probe, workers=args.workers,
-                              out=args.out, progress=_progress)
-    out = args.out or os.path.join(manifest.root, MANIFEST_NAME)
+                              out=args.out, progress=_progress, allow_outside_root=args.allow_outside_root)
+    out = getattr(manifest, "saved_to", None)
     bad = manifest.unreadable()
+    where = f"-> {out}" if out else (f"(NOT written: {os.path.join(manifest.root, MANIFEST_NAME)} is not writable; "
+                                     "pass --out FILE to keep the manifest)")
     print(f"indexed {len(manifest)} videos ({manifest.format}, {manifest.num_classes} classes, "
-          f"folds {manifest.folds or '-'}) in {time.perf_counter() - start:.1f} s -> {out}")
+          f"folds {manifest.folds or '-'}) in {time.perf_counter() - start:.1f} s {where}")
     if manifest.missing:
         print(f"{len(manifest.missing)} listed videos are missing on disk (first: {manifest.missing[0]})")
     if bad:
@@ -142,7 +157,10 @@ def _load_for_check(args):
 
             probe_records(manifest, args.root, args.workers, _progress)
         return manifest
-    return build_manifest(args.root, format=args.format, workers=args.workers, progress=_progress)
+    # an inspection: paths outside ROOT are reported, not refused, and no manifest is written (a
+    # manifest is what training trusts: `vidssl data index` writes it)
+    return build_manifest(args.root, format=args.format, workers=args.workers, progress=_progress, write=False,
+                          allow_outside_root=True)
 
 
 def time_clips(manifest, num_clips: int, seed: int = 0) -> tuple[list[float], dict[str, str]]:
@@ -188,13 +206,26 @@ def time_clips(manifest, num_clips: int, seed: int = 0) -> tuple[list[float], di
 
 
 def run_check(args) -> int:
+    from vidssl.data.check import AUDIO_UNDECODABLE, check_files
+
     manifest = _load_for_check(args)
     records = manifest.records
     infos = [r.info for r in records if r.info is not None]
-    unreadable = {manifest.resolve(r): r.error for r in records if r.error is not None}
+    at_probe = {manifest.resolve(r): r.error for r in records if r.error is not None}
+    readable = [(manifest.resolve(r), r.info) for r in records if r.error is None and r.info is not None]
+    checks = check_files(readable, fast=args.fast, workers=args.workers,
+                         progress=lambda d, t: _progress(d, t, "decoding"))
+    broken = {c.path: c.error for c in checks if c.error is not None}
     times, failed = time_clips(manifest, args.clips)
-    unreadable.update(failed)
+    for path, reason in failed.items():  # a clip the dataset could not cut (rare once the whole file decodes)
+        if path not in at_probe:
+            broken.setdefault(path, reason)
+    unreadable = {**at_probe, **broken}
+    outside = manifest.outside_root()
+    ok = len(records) - len(unreadable)
     no_audio = [manifest.resolve(r) for r in records if r.info is not None and not r.info.has_audio]
+    audio_problems = {c.path: c.audio for c in checks if c.audio is not None and c.path not in broken}
+    undecodable_audio = [p for p, a in audio_problems.items() if a == AUDIO_UNDECODABLE]
     lying = [manifest.resolve(r) for r in records if r.info and r.info.header_frames
              and r.info.frames_counted and abs(r.info.header_frames - r.info.num_frames) > 1]
     report = {
@@ -203,10 +234,17 @@ def run_check(args) -> int:
         "classes": manifest.num_classes,
         "folds": manifest.folds,
         "videos": len(records),
-        "readable": len(infos),
+        # every indexed file is in exactly one of: ok, unreadable_at_probe, broken (so the counts add up)
+        "counts": {"indexed": len(records), "ok": ok, "unreadable_at_probe": len(at_probe), "broken": len(broken),
+                   "missing_on_disk": len(manifest.missing)},
+        "readable": ok,
         "unreadable": unreadable,
+        "broken": broken,
         "missing_on_disk": manifest.missing,
+        "outside_root": outside,
         "without_audio": no_audio,
+        "audio_problems": audio_problems,
+        "audio_undecodable": undecodable_audio,
         "header_frame_count_wrong": lying,
         "resolution": dict(Counter(f"{i.width}x{i.height}" for i in infos)),
         "fps": dict(Counter(f"{i.fps:g}" for i in infos)),
@@ -215,9 +253,11 @@ def run_check(args) -> int:
         "duration_s": [i.duration for i in infos],
         "keyframe_interval_frames": [i.keyframe_interval for i in infos if i.keyframe_interval],
         "decode_s_per_clip": times,
+        "decoded": "first second of each file" if args.fast else "every frame and the whole audio track of each file",
     }
     print(f"dataset     {manifest.root}  ({manifest.format}, {manifest.num_classes} classes, folds {manifest.folds or '-'})")
-    print(f"videos      {len(records)} indexed, {len(infos)} probed OK, {len(unreadable)} unreadable, "
+    print(f"videos      {len(records)} indexed = {ok} OK + {len(unreadable)} unreadable ({len(at_probe)} at probe, "
+          f"{len(broken)} break while decoding{' the first second' if args.fast else ''}); "
           f"{len(manifest.missing)} listed but missing on disk")
     if unreadable:
         print("unreadable:")
@@ -225,6 +265,14 @@ def run_check(args) -> int:
             print(f"  {path}: {reason}")
     if manifest.missing:
         print(f"missing     first: {', '.join(manifest.missing[:5])}")
+    if outside:
+        print(f"outside     {len(outside)} listed paths lie outside ROOT (refused unless indexed with "
+              f"--allow-outside-root), e.g. {', '.join(outside[:3])}")
+    print(f"audio       {len(infos) - len(no_audio)} with a track, {len(no_audio)} without, "
+          f"{len(undecodable_audio)} {AUDIO_UNDECODABLE}, {len(audio_problems) - len(undecodable_audio)} cut short"
+          + ("" if not audio_problems else "  (such clips are marked invalid in training, never fed as silence)"))
+    for path, problem in sorted(audio_problems.items())[:10]:
+        print(f"  {path}: {problem}")
     print(f"no audio    {len(no_audio)}" + (f"  (e.g. {', '.join(no_audio[:3])})" if no_audio else ""))
     if infos:
         print(f"resolution  {_common(Counter(f'{i.width}x{i.height}' for i in infos))}")

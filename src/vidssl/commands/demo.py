@@ -40,7 +40,9 @@ def run(args) -> int:
     import dataclasses
 
     from vidssl.eval.demo import DEMO_SETTINGS, print_demo_table, run_demo
+    from vidssl.io import output_dir
 
+    output_dir(args.out)
     settings = DEMO_SETTINGS["quick" if args.quick else "full"]
     settings = dataclasses.replace(settings, preset=args.preset or settings.preset,
                                    pretrain_overrides=[*settings.pretrain_overrides, *args.overrides])

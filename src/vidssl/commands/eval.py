@@ -15,6 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
+from vidssl.eval.exclusion import DEFAULT_MAX_UNREADABLE  # light (numpy only): --help stays fast
+
 EPILOG = """examples:
   vidssl eval svm --checkpoint runs/x --data data/demo --views demo --C 1e-4 1e-2 1 --out runs/x/svm
   vidssl eval linear --checkpoint runs/x --data data/ucf101 --split all --out runs/x/linear
@@ -50,6 +52,9 @@ def _common(parser: argparse.ArgumentParser, views: str | None) -> None:
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers (decoding)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--max-unreadable", type=float, default=DEFAULT_MAX_UNREADABLE, metavar="FRACTION",
+                        help="unreadable videos are excluded (never replaced) and named in the report; stop when "
+                             f"more than this fraction of a split is unreadable (default {DEFAULT_MAX_UNREADABLE})")
 
 
 def register(subparsers) -> None:
@@ -121,10 +126,25 @@ def _check_args(args) -> None:
 
     if bool(args.checkpoint) == bool(args.backbone):
         raise UserError("give exactly one of --checkpoint PATH or --backbone NAME")
-    for name in ("clips", "crops", "batch_size"):
+    # every number a protocol reads, refused here with the flag's name rather than deep inside it
+    for name in ("clips", "crops", "batch_size", "k", "epochs", "train_batch_size"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("num_workers", "passes", "warmup_epochs"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    for name in ("temperature", "lr"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise UserError(f"--{name} must be > 0, got {value}")
+    if any(not c > 0 for c in getattr(args, "C", None) or []):
+        raise UserError(f"--C values must be > 0, got {' '.join(f'{c:g}' for c in args.C)}")
+    if any(k < 1 for k in getattr(args, "ks", None) or []):
+        raise UserError(f"--ks values must be >= 1, got {' '.join(map(str, args.ks))}")
+    if not 0.0 <= args.max_unreadable <= 1.0:
+        raise UserError(f"--max-unreadable is a fraction in [0, 1], got {args.max_unreadable}")
 
 
 def _spec(args):
@@ -169,6 +189,9 @@ def run(args) -> int:
     from vidssl.eval.splits import parse_split
 
     _check_args(args)
+    from vidssl.io import output_dir
+
+    output_dir(args.out)
     started = time.time()
     manifest = open_dataset(args.data)
     folds = parse_split(args.split, manifest.folds)
@@ -187,18 +210,30 @@ def run(args) -> int:
     config.update(spec.describe(protocol))
     extraction = P.Extraction(cache_dir=None if getattr(args, "no_cache", True) else args.cache_dir,
                               device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
-                              seed=args.seed, progress=not args.quiet)
+                              seed=args.seed, progress=not args.quiet, max_unreadable=args.max_unreadable)
     result = P.evaluate(spec, encoder, info, manifest, protocol, folds, extraction, out_dir=args.out)
     report = reporting.write_report(
         args.out, args.protocol, result.headline, per_split=result.per_split, config=config,
         checkpoint=info.as_dict(), views=protocol.describe(), dataset=str(manifest.root),
         confusions=result.confusion_images(), class_names=manifest.class_names,
-        extra={"seconds": time.time() - started, **choice.record()},
+        extra={"seconds": time.time() - started, **choice.record(), "excluded": result.excluded},
     )
     _print_summary(report, args.out)
+    _print_excluded(result.excluded)
     for note in choice.notes:
         print(f"note: {note}")
     return 0
+
+
+def _print_excluded(excluded: list[dict]) -> None:
+    """Name the unreadable videos that were left out (never replaced by others)."""
+    if not excluded:
+        return
+    print(f"excluded {len(excluded)} unreadable videos (not replaced; listed in report.json under 'excluded'):")
+    for entry in excluded[:10]:
+        print(f"  split {entry['fold']} {entry['set']}: {entry['path']}: {entry['reason']}")
+    if len(excluded) > 10:
+        print(f"  ... and {len(excluded) - 10} more")
 
 
 def _print_summary(report: dict, out: str) -> None:

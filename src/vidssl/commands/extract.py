@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--max-unreadable", type=float, default=0.05, metavar="FRACTION",
+                        help="unreadable videos are excluded (never replaced) and named in meta.json; stop when "
+                             "more than this fraction of the set is unreadable (default 0.05)")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +58,17 @@ def run(args) -> int:
         raise UserError("give exactly one of --checkpoint PATH or --backbone NAME")
     if args.passes < 0:
         raise UserError(f"--passes must be >= 0, got {args.passes}")
+    for name in ("clips", "crops", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.num_workers < 0:
+        raise UserError(f"--num-workers must be >= 0, got {args.num_workers}")
+    from vidssl.io import output_dir
+
+    output_dir(args.out)
+    if not 0.0 <= args.max_unreadable <= 1.0:
+        raise UserError(f"--max-unreadable is a fraction in [0, 1], got {args.max_unreadable}")
     manifest = open_dataset(args.data)
     (fold,) = parse_split(str(args.split), manifest.folds)
     encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed,
@@ -63,7 +77,7 @@ def run(args) -> int:
     features = extract_features(
         encoder, info, manifest, choice.protocol, args.subset, fold, passes=args.passes, cache_dir=args.cache_dir,
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
-        progress=not args.quiet,
+        progress=not args.quiet, max_unreadable=args.max_unreadable,
     )
     features.meta.update(choice.record())
     path = features.save(args.out)
@@ -71,4 +85,10 @@ def run(args) -> int:
         print(f"note: {note}")
     n, v, d = features.features.shape
     print(f"{n} videos × {v} views × {d} dims ({features.meta.get('cache')} in cache) -> {path}")
+    excluded = features.meta.get("excluded") or {}
+    if excluded:
+        print(f"excluded {len(excluded)} of {features.meta.get('videos')} videos as unreadable (not replaced; "
+              f"listed in {Path(args.out) / 'meta.json'}):")
+        for video, reason in list(excluded.items())[:10]:
+            print(f"  {video}: {reason}")
     return 0

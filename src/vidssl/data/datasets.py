@@ -27,7 +27,11 @@ asks for pass ``p`` by passing the index ``p · len(dataset) + i``
 Corrupt files: the item is replaced by another item drawn deterministically from the same
 generator, the path is logged once per process, kept in :meth:`failures`, and travels with the
 batch in ``batch["skipped"]`` so the main process can aggregate what every worker skipped
-(:meth:`note_batch`).
+(:meth:`note_batch`). That is TRAINING behaviour. Evaluation must never substitute one video for
+another, so it builds the dataset with ``on_unreadable="exclude"``: an unreadable item becomes a
+marker ``{"unreadable": (path, reason), "index"}`` that :func:`collate` drops from the batch and
+lists in ``batch["unreadable"]``; a clip that would repeat frames because a stream error cut the
+decode short counts as unreadable too (in training those repeated frames are tolerated).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from vidssl.data.index import Manifest, VideoRecord
 from vidssl.data.sampling import ClipPlan, SpanSelection, ViewSelection
 from vidssl.errors import DataError, VideoDecodeError
 
-__all__ = ["VideoDataset", "collate", "fit_canvas", "SLICERS", "SliceContext"]
+__all__ = ["VideoDataset", "collate", "worker_context", "fit_canvas", "crop_and_fit", "SLICERS", "SliceContext"]
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +108,24 @@ class SliceContext:
         return self.audio[rate]
 
 
+def crop_and_fit(frames: torch.Tensor, box: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Cut ``box`` (x0, y0, x1, y1 as fractions of the frame) out of uint8 ``...×H×W×C`` frames and
+    resize it to ``size`` (H, W) with antialiasing."""
+    h, w = frames.shape[-3], frames.shape[-2]
+    x0, x1 = int(round(box[0] * w)), max(int(round(box[0] * w)) + 1, int(round(box[2] * w)))
+    y0, y1 = int(round(box[1] * h)), max(int(round(box[1] * h)) + 1, int(round(box[3] * h)))
+    lead = frames.shape[:-3]
+    x = frames[..., y0:y1, x0:x1, :].reshape(-1, y1 - y0, x1 - x0, frames.shape[-1]).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(*lead, *size, -1).contiguous()
+
+
 def slice_frames(ctx: SliceContext, view: ViewSelection) -> tuple[torch.Tensor, bool]:
-    """Video/image views: the view's frames from the decoded span, fitted to its canvas."""
+    """Video/image views: the view's frames from the decoded span, fitted to its canvas (or, for a
+    view with a worker crop, its box cut from the whole frame and resized to the canvas)."""
     positions = torch.from_numpy(np.asarray(np.searchsorted(ctx.wanted, view.frame_indices)))
+    if view.crop_box is not None:
+        return crop_and_fit(ctx.frames[positions], view.crop_box, view.spec.canvas), True
     return fit_canvas(ctx.frames[positions], view.spec.canvas), True
 
 
@@ -203,6 +222,8 @@ class VideoDataset(Dataset):
         seed: base seed of every random draw.
         repeats: k > 1 makes each item a list of k samples of one video, decoded once.
         max_retries: replacement items tried after a corrupt file before giving up.
+        on_unreadable: ``"replace"`` (training: draw another item) or ``"exclude"`` (evaluation:
+            return a marker item that :func:`collate` drops; see the module docstring).
         decoder_kwargs: passed to the decoder (e.g. ``thread_count``).
 
     Records whose probe failed in the manifest are left out up front (and listed by
@@ -220,7 +241,11 @@ class VideoDataset(Dataset):
         repeats: int = 1,
         max_retries: int = 10,
         decoder_kwargs: dict | None = None,
+        on_unreadable: str = "replace",
     ):
+        if on_unreadable not in ("replace", "exclude"):
+            raise ValueError(f"on_unreadable must be 'replace' or 'exclude', got {on_unreadable!r}")
+        self.on_unreadable = on_unreadable
         source = manifest.subset(split, fold) if split is not None else manifest
         self.manifest = source
         self.records: list[VideoRecord] = [r for r in source.records if r.error is None]
@@ -294,6 +319,8 @@ class VideoDataset(Dataset):
                 samples = self._load(record, key, rng)
             except VideoDecodeError as exc:
                 self._skip(exc.path, exc.reason)
+                if self.on_unreadable == "exclude":  # evaluation: never a replacement
+                    return {"unreadable": (exc.path, exc.reason), "index": torch.tensor(record_index)}
                 skipped.append(exc.path)
                 current = int(rng.integers(len(self.items)))
                 continue
@@ -310,7 +337,8 @@ class VideoDataset(Dataset):
         self._failures[path] = reason
         if path not in self._logged:
             self._logged.add(path)
-            log.warning("skipping unreadable video %s: %s", path, reason)
+            log.warning("%s unreadable video %s: %s", "excluding" if self.on_unreadable == "exclude" else "skipping",
+                        path, reason)
 
     def _load(self, record: VideoRecord, key: Any, rng: np.random.Generator) -> list[dict]:
         path = self.manifest.resolve(record)
@@ -326,10 +354,11 @@ class VideoDataset(Dataset):
 
         Upscaling also happens here: swscale at decode time is far cheaper than a torch resize.
         """
-        canvases = [v.spec.canvas for s in selections for v in s.views.values() if v.spec.decodes_frames]
-        if any(c is None for c in canvases):
+        views = [v.spec for s in selections for v in s.views.values() if v.spec.decodes_frames]
+        if any(v.canvas is None for v in views):
             return None
-        short = max(_cover_short_side(info.height, info.width, c) for c in canvases)
+        short = max(v.crop.source_short_side if v.crop is not None else _cover_short_side(info.height, info.width, v.canvas)
+                    for v in views)
         return short if short != min(info.height, info.width) else None
 
     def _decode_frames(self, path: str, info, selections: list[SpanSelection]) -> tuple[torch.Tensor, np.ndarray]:
@@ -352,6 +381,10 @@ class VideoDataset(Dataset):
             first, last = int(run[0]), int(run[-1])
             clip = self.decoder.decode(path, first / info.fps, (last + 1) / info.fps, short_side=short_side,
                                        frame_indices=run - run[0])
+            if self.on_unreadable == "exclude" and clip.truncated and len(np.unique(clip.frame_times)) < len(run):
+                # a stream error cut the decode short and the decoder repeated its last frame
+                raise VideoDecodeError(path, f"stream error: only {len(np.unique(clip.frame_times))} of the {len(run)} "
+                                             f"frames wanted in [{first / info.fps:.2f}, {(last + 1) / info.fps:.2f}) s decode")
             pieces.append(clip.frames)
         return (pieces[0] if len(pieces) == 1 else torch.cat(pieces)), wanted
 
@@ -368,16 +401,41 @@ class VideoDataset(Dataset):
                 clips[name], is_valid = SLICERS[view.spec.kind](ctx, view)
                 valid[name] = torch.tensor(is_valid)
             sample = {"clips": clips, "valid": valid}
+            zoom = {name: torch.tensor(view.zoom, dtype=torch.float32) for name, view in selection.views.items()
+                    if view.crop_box is not None}
+            if zoom:  # output pixels per source pixel of each worker-cropped view (scales device-side blur)
+                sample["zoom"] = zoom
             sample.update({k: torch.as_tensor(v) for k, v in selection.extras.items()})
             samples.append(sample)
         return samples
 
 
+def worker_context(num_workers: int) -> str | None:
+    """The multiprocessing start method of DataLoader workers: ``"forkserver"`` (``"spawn"`` where there is
+    none) when there are workers. A worker *forked* from a process whose other threads hold a lock (torch's
+    or OpenCV's thread pools, logging) can hang for ever — seen in the test suite; the fork server forks
+    from a clean single-threaded process. Pass it as ``DataLoader(multiprocessing_context=...)``."""
+    if num_workers <= 0:
+        return None
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def collate(items: list[dict | list[dict]]) -> dict:
     """``default_collate`` for tensors; repeated samples (lists) are flattened into the batch and
-    the ``skipped`` paths of every item are concatenated into one list."""
+    the ``skipped`` paths of every item are concatenated into one list.
+
+    Marker items of an ``on_unreadable="exclude"`` dataset are left out of the batch and listed in
+    ``batch["unreadable"]`` as ``(record index, path, reason)``; a batch of markers only has no
+    ``"clips"`` (its consumers skip it).
+    """
     flat = [sample for item in items for sample in (item if isinstance(item, list) else [item])]
+    unreadable = [(int(s["index"]), *s["unreadable"]) for s in flat if "unreadable" in s]
+    flat = [s for s in flat if "unreadable" not in s]
     skipped = [p for sample in flat for p in sample.get("skipped", ())]
-    batch = default_collate([{k: v for k, v in sample.items() if k != "skipped"} for sample in flat])
+    batch = default_collate([{k: v for k, v in sample.items() if k != "skipped"} for sample in flat]) if flat else {}
     batch["skipped"] = skipped
+    if unreadable:
+        batch["unreadable"] = unreadable
     return batch

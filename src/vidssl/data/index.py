@@ -109,6 +109,8 @@ class Manifest:
     records: list[VideoRecord]
     format: str = ""
     missing: list[str] = field(default_factory=list)  # listed in a split file but not on disk
+    # list files may name paths outside ROOT (``../..``, absolute): used only when the user allowed it
+    allow_outside_root: bool = False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -116,6 +118,21 @@ class Manifest:
     def resolve(self, record: VideoRecord) -> str:
         """Absolute path of a record's file."""
         return record.path if os.path.isabs(record.path) else os.path.join(self.root, record.path)
+
+    def outside_root(self) -> list[str]:
+        """Record paths that lie outside ``root`` once ``..`` is resolved (symlinks inside ROOT are not
+        followed: pointing them elsewhere is the user's own choice)."""
+        root = os.path.normpath(os.path.abspath(self.root))
+        return [r.path for r in self.records
+                if os.path.commonpath([root, os.path.normpath(os.path.abspath(self.resolve(r)))]) != root]
+
+    def check_inside_root(self, where: str = "") -> None:
+        """A :class:`DataError` when records lie outside ``root`` and that was not allowed."""
+        outside = [] if self.allow_outside_root else self.outside_root()
+        if outside:
+            raise DataError(f"{len(outside)} video path(s) {where or 'listed'} lie outside the dataset root {self.root} "
+                            f"(e.g. {outside[0]}); move them under it, or index with `vidssl data index ROOT "
+                            "--allow-outside-root` if that is intended")
 
     @property
     def folds(self) -> list[int]:
@@ -146,15 +163,17 @@ class Manifest:
 
     def to_dict(self) -> dict:
         return {"version": 1, "root": self.root, "format": self.format, "class_names": self.class_names,
-                "missing": self.missing, "records": [r.to_dict() for r in self.records]}
+                "missing": self.missing, "allow_outside_root": self.allow_outside_root,
+                "records": [r.to_dict() for r in self.records]}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write JSON atomically (tmp file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
+        from vidssl.io import atomic_write
+
+        text = json.dumps(self.to_dict(), indent=1)
+        atomic_write(path, lambda tmp: tmp.write_text(text), len(text), "the manifest")
         return path
 
     @classmethod
@@ -173,8 +192,34 @@ class Manifest:
                 raise DataError(f"manifest {path}: {exc}") from None
         if not os.path.isdir(root) and path.name == MANIFEST_NAME:
             root = str(path.parent.resolve())  # the dataset folder was moved together with its manifest
-        return cls(root=root, class_names=list(data.get("class_names", [])), records=records,
-                   format=data.get("format", ""), missing=list(data.get("missing", [])))
+        manifest = cls(root=root, class_names=list(data.get("class_names", [])), records=records,
+                       format=data.get("format", ""), missing=list(data.get("missing", [])),
+                       allow_outside_root=bool(data.get("allow_outside_root", False)))
+        manifest.check_inside_root(f"in {path}")
+        _attach_captions(manifest)
+        return manifest
+
+
+def _attach_captions(manifest: "Manifest") -> None:
+    """Captions from ``ROOT/captions.json`` into ``annotations["captions"]`` (:func:`vidssl.data.text.attach_captions`)."""
+    from vidssl.data.text import attach_captions
+
+    attach_captions(manifest)
+    for record in manifest.records:
+        _check_captions(record)
+
+
+def _check_captions(record: "VideoRecord") -> None:
+    captions = (record.annotations or {}).get("captions")
+    if captions is None:
+        return
+    where = f"annotations of {record.path}"
+    if not isinstance(captions, list):
+        raise DataError(f"{where}: 'captions' must be a list of {{start, end, text}}, got {type(captions).__name__}")
+    for i, c in enumerate(captions):
+        if not (isinstance(c, dict) and isinstance(c.get("text"), str) and isinstance(c.get("start"), (int, float))
+                and isinstance(c.get("end"), (int, float)) and c["start"] < c["end"]):
+            raise DataError(f"{where}: caption {i} is {c!r}, not {{start: seconds, end: seconds > start, text: str}}")
 
 
 def _is_int(value) -> bool:
@@ -287,6 +332,7 @@ def build_manifest(
     out: str | os.PathLike | None = None,
     write: bool = True,
     progress=None,
+    allow_outside_root: bool = False,
 ) -> Manifest:
     """Read the dataset at ``root``, probe its videos, write and return the manifest.
 
@@ -301,6 +347,8 @@ def build_manifest(
         write: write the manifest at all (when ROOT is read-only and ``out`` is not given, the
             manifest is not written and a warning says so).
         progress: optional callable ``progress(done, total)``.
+        allow_outside_root: use listed paths outside ROOT (``../..`` or absolute); otherwise they
+            are a :class:`DataError` (a list file must not reach files elsewhere unnoticed).
     """
     from vidssl.data.layouts import LAYOUTS, detect_format
 
@@ -310,15 +358,20 @@ def build_manifest(
     if format not in LAYOUTS:
         raise DataError(f"unknown dataset format {format!r}; choose auto or one of {', '.join(LAYOUTS)}")
     records, classes, missing = LAYOUTS[format](root)
-    manifest = Manifest(root=str(root), class_names=list(classes), records=records, format=format, missing=list(missing))
+    manifest = Manifest(root=str(root), class_names=list(classes), records=records, format=format, missing=list(missing),
+                        allow_outside_root=allow_outside_root)
+    manifest.check_inside_root("listed in its split files")
     target = Path(out) if out is not None else root / MANIFEST_NAME
     if probe:
         probe_records(manifest, target, workers, progress)
+    _attach_captions(manifest)  # ROOT/captions.json, after probing (a caption may span the whole video)
     for record in manifest.records:  # after probing, so shots are checked against the frame counts
         check_annotations(record)
+    manifest.saved_to = None  # where the manifest was written (None: it was not)
     if write:
         try:
             manifest.save(target)
+            manifest.saved_to = str(target)
         except OSError as exc:
             if out is not None:
                 raise DataError(f"cannot write the manifest to {target}: {exc.strerror}; choose another --out") from None

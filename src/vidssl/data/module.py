@@ -10,6 +10,11 @@ The first stream is the *primary* one: one pass over it is one epoch. The others
 their own data independently. Every stream's sampler is positioned by the optimiser step
 (:class:`vidssl.data.samplers.StreamSampler`), so a run killed and resumed at step N reads
 exactly the batches an uninterrupted run reads from step N on, in every stream.
+
+Views that hold no real data (``valid[view] = False``: audio missing, undecodable or cut short)
+are counted per view on the CPU before each batch moves to the device (:meth:`StreamDataModule.
+invalid_views`); :class:`InvalidViewLogger` logs the running count as ``data/invalid/<view>`` and
+the run ends with a summary naming the videos (``invalid_views.json``).
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ class StreamDataModule(L.LightningDataModule):
         self.log = log
         self._resume_position = 0
         self._saved_items: dict[str, int] = {}
+        self._validity: dict[str, dict[str, Any]] = {}  # view -> clips, invalid, stream, record indices
 
     @property
     def primary(self) -> str:
@@ -122,7 +128,7 @@ class StreamDataModule(L.LightningDataModule):
 
     def loader(self, name: str) -> torch.utils.data.DataLoader:
         """The DataLoader of stream ``name`` on this process."""
-        from vidssl.data.datasets import collate
+        from vidssl.data.datasets import collate, worker_context
         from vidssl.data.samplers import StreamSampler
 
         data = self.streams[name].data
@@ -141,6 +147,7 @@ class StreamDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(
             dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=True, collate_fn=collate,
             pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+            multiprocessing_context=worker_context(workers),
             # own generator: creating an iterator must not consume the global RNG (exact resume)
             generator=torch.Generator().manual_seed(self.seed),
         )
@@ -150,6 +157,40 @@ class StreamDataModule(L.LightningDataModule):
 
         # "min_size": the secondary streams never end, so the primary stream's pass is the epoch.
         return CombinedLoader({name: self.loader(name) for name in self.streams}, mode="min_size")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        self.note_validity(batch)
+        return batch
+
+    def note_validity(self, batch: dict[str, Any]) -> None:
+        """Count this batch's clips per view and those marked invalid (still on the CPU: no device sync)."""
+        for name, stream_batch in batch.items():
+            valid = stream_batch.get("valid") if isinstance(stream_batch, dict) else None
+            if not isinstance(valid, dict):
+                continue
+            index = stream_batch.get("index")
+            for view, flags in valid.items():
+                flags = torch.as_tensor(flags).reshape(-1).bool()
+                entry = self._validity.setdefault(view, {"stream": name, "clips": 0, "invalid": 0, "records": set()})
+                entry["clips"] += int(flags.numel())
+                bad = (~flags).nonzero().reshape(-1)
+                entry["invalid"] += int(bad.numel())
+                if bad.numel() and index is not None:
+                    entry["records"].update(torch.as_tensor(index).reshape(-1)[bad].tolist())
+
+    def invalid_views(self) -> dict[str, dict[str, Any]]:
+        """``{view: {"clips", "invalid", "videos": [paths]}}`` of this process (since this process started:
+        a resumed run counts from the resume on)."""
+        out = {}
+        for view, entry in self._validity.items():
+            dataset = self.datasets.get(entry["stream"])
+            videos = sorted({dataset.manifest.resolve(dataset.records[i]) for i in entry["records"]} if dataset else [])
+            out[view] = {"clips": entry["clips"], "invalid": entry["invalid"], "videos": videos}
+        return out
+
+    def validity_counts(self) -> dict[str, tuple[int, int]]:
+        """``{view: (invalid, clips)}`` so far on this process (every view seen)."""
+        return {view: (entry["invalid"], entry["clips"]) for view, entry in self._validity.items()}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         self.note_batch(batch)
@@ -178,3 +219,19 @@ class StreamDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._resume_position = int(state.get("position", 0))
         self._saved_items = dict(state.get("items", {}))
+
+
+class InvalidViewLogger(L.Callback):
+    """Logs ``data/invalid/<view>``: the running count of clips of ``view`` marked invalid (audio with no
+    track, undecodable or cut short), for the views of kind audio and any view that had one."""
+
+    def __init__(self, always: tuple[str, ...] = ()):
+        self.always = tuple(always)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        data = trainer.datamodule
+        if not isinstance(data, StreamDataModule):
+            return
+        for view, (invalid, clips) in data.validity_counts().items():
+            if invalid or view in self.always:
+                pl_module.log(f"data/invalid/{view}", float(invalid), on_step=True, batch_size=1)

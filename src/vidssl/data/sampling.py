@@ -52,6 +52,7 @@ __all__ = [
     "VIEW_KINDS",
     "FlowOptions",
     "ViewSpec",
+    "frame_rate",
     "ViewSelection",
     "SpanSelection",
     "VideoShape",
@@ -80,6 +81,22 @@ class FlowOptions:
 
 
 @dataclass(frozen=True)
+class CropOptions:
+    """A random resized crop drawn from the WHOLE frame (PySlowFast's ``random_resized_crop``), cut in
+    the worker and resized to the view's ``canvas``.
+
+    ``scale``: area fraction of the frame; ``ratio``: aspect (w/h) range, log-uniform;
+    ``source_short_side``: the frame scale the recipe crops at (PySlowFast: videos prepared at a
+    256 short side); frames are decoded at that scale and each view carries its ``zoom`` (output
+    pixels per source pixel) so device-side filters can act as they would have before the crop.
+    """
+
+    scale: tuple[float, float] = (0.2, 0.766)
+    ratio: tuple[float, float] = (0.75, 1.333)
+    source_short_side: int = 256
+
+
+@dataclass(frozen=True)
 class ViewSpec:
     """One view a method needs.
 
@@ -98,6 +115,8 @@ class ViewSpec:
         offset_frames: start relative to the anchor's start, in source frames.
         reverse: time-reverse the view (frames or waveform).
         flow: flow settings of a ``"flow"`` view.
+        crop: a random resized crop from the whole frame, cut by the worker (video/image views);
+            the output is ``canvas``. None: the worker fits frames to the canvas (centre crop).
     """
 
     name: str
@@ -112,6 +131,7 @@ class ViewSpec:
     offset_frames: int = 0
     reverse: bool = False
     flow: FlowOptions | None = None
+    crop: CropOptions | None = None
 
     def __post_init__(self):
         where = f"view {self.name!r}"
@@ -132,6 +152,8 @@ class ViewSpec:
                 raise ValueError(f"{where}: sample_rate must be > 0, got {self.sample_rate}")
         if self.offset_frames < 0:
             raise ValueError(f"{where}: offset_frames must be >= 0 (put the earliest view first)")
+        if self.crop is not None and (self.kind not in ("video", "image") or self.canvas is None):
+            raise ValueError(f"{where}: a worker crop needs a video or image view with a canvas (its output size)")
         if self.kind == "flow" and self.flow is None:
             object.__setattr__(self, "flow", FlowOptions())
         if self.canvas is not None:
@@ -158,6 +180,18 @@ class ViewSpec:
         return int(self.relative_indices(src_fps)[-1]) + 1
 
 
+def frame_rate(stride: int, target_fps: float | None = None) -> dict[str, Any]:
+    """``ViewSpec`` keywords for "every ``stride``-th frame": of the video resampled to ``target_fps``
+    (a clip then spans the same seconds at any source rate: BraVe's 25 fps, PySlowFast's 30), or of
+    the source frames when ``target_fps`` is None.
+
+    Example:
+        >>> frame_rate(4, 30.0), frame_rate(4)
+        ({'fps': 7.5}, {'stride': 4})
+    """
+    return {"fps": target_fps / stride} if target_fps else {"stride": stride}
+
+
 @dataclass
 class ViewSelection:
     """Where one view lies inside the decoded span.
@@ -171,6 +205,8 @@ class ViewSelection:
     frame_indices: np.ndarray
     audio_starts: np.ndarray
     spec: ViewSpec
+    crop_box: np.ndarray | None = None  # (x0, y0, x1, y1) as fractions of the frame (``spec.crop``)
+    zoom: float = 1.0  # output pixels per pixel of the frame at ``crop.source_short_side``
 
 
 @dataclass
@@ -201,6 +237,8 @@ class VideoShape:
     fps: float
     annotations: dict = field(default_factory=dict)
     path: str = "<video>"
+    width: int = 320
+    height: int = 240
 
 
 def _shape_of(record: Any) -> tuple[int, float]:
@@ -299,16 +337,21 @@ class ViewsPlan(ClipPlan):
       (left-aligned broad views, A2).
     - GDT: ``clip_1`` + ``clip_1_audio`` (aligned) and ``clip_2`` + ``clip_2_audio``.
 
-    The start of a group (an anchor and its aligned views) is drawn so the whole group fits;
-    when the video is too short, so that the shortest member fits and the others loop over the
-    end (BraVe's ``extend_sequence``). Output per item: one clip per view name.
+    ``fit="group"``: the start of a group (an anchor and its aligned views) is drawn so the whole
+    group fits; when the video is too short, so that the shortest member fits and the others loop
+    over the end. ``fit="anchor"`` (BraVe's sampler): the start is drawn so the *anchor* fits,
+    over the whole video, and aligned views that run past the end loop (``extend_sequence``).
+    Output per item: one clip per view name.
     """
 
     views: list[ViewSpec] = field(default_factory=list)
     center: bool = False
+    fit: Literal["group", "anchor"] = "group"
 
     def __post_init__(self):
         _check_views(self.views)
+        if self.fit not in ("group", "anchor"):
+            raise ValueError(f"fit must be 'group' or 'anchor', got {self.fit!r}")
 
     def sample(self, record, rng, key=None):
         num_frames, fps = _shape_of(record)
@@ -316,11 +359,43 @@ class ViewsPlan(ClipPlan):
         for anchor in (v for v in self.views if v.align_to is None):
             group = [anchor] + [v for v in self.views if v.align_to == anchor.name]
             ends = [v.offset_frames + v.extent(fps) for v in group]
-            fits = max(ends) <= num_frames
-            start = _random_start(num_frames, max(ends) if fits else min(ends), rng, self.center)
+            if self.fit == "anchor":
+                needed = anchor.extent(fps)
+            else:
+                needed = max(ends) if max(ends) <= num_frames else min(ends)
+            start = _random_start(num_frames, needed, rng, self.center)
             for view in group:
                 starts[view.name] = np.array([start + view.offset_frames])
-        return _squeeze_clips(_spans_to_selection(starts, self.views, num_frames, fps))
+        selection = _squeeze_clips(_spans_to_selection(starts, self.views, num_frames, fps))
+        draw_crops(selection, record, rng, self.center)
+        return selection
+
+
+def draw_crops(selection: SpanSelection, record: Any, rng: np.random.Generator | None, center: bool = False) -> None:
+    """Draw each ``crop`` view's box from the whole frame (torchvision's RandomResizedCrop search on the
+    frame's size at ``source_short_side``) and its zoom; ``center`` or no ``rng``: the centred crop of
+    the whole frame's largest allowed aspect."""
+    import torch
+
+    from vidssl.data.transforms.geometry import sample_crop_boxes
+
+    info = getattr(record, "info", record)
+    for view in selection.views.values():
+        options = view.spec.crop
+        if options is None:
+            continue
+        height, width = int(info.height), int(info.width)
+        scale = options.source_short_side / min(height, width)
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
+        if center or rng is None:
+            crop_scale = (1.0, 1.0)
+            seed = 0
+        else:
+            crop_scale, seed = options.scale, int(rng.integers(2**62))
+        box = sample_crop_boxes(1, h, w, crop_scale, options.ratio, device=torch.device("cpu"),
+                                generator=torch.Generator().manual_seed(seed))[0].numpy()
+        view.crop_box = box / np.array([w, h, w, h], dtype=np.float64)
+        view.zoom = float(view.spec.canvas[1] / max(1.0, box[2] - box[0]))
 
 
 def RandomClipPlan(view: ViewSpec, center: bool = False) -> ViewsPlan:  # noqa: N802 (a plan constructor)

@@ -35,6 +35,12 @@ def synthetic_stream_batch(plan: Any, batch_size: int = 8, seed: int = 0, num_cl
         valid[view.name] = torch.ones(batch_size, dtype=torch.bool)
     batch = {"clips": clips, "valid": valid, "label": torch.arange(batch_size) % num_classes,
              "index": torch.arange(batch_size)}
+    zoom = {v.name: 0.25 + 0.5 * torch.rand(batch_size, generator=g) for v in plan.views if v.crop is not None}
+    if zoom:  # worker-cropped views carry their zoom (output pixels per source pixel)
+        batch["zoom"] = zoom
+    extras = getattr(plan, "synthetic_extras", None)  # per-item extras of the plan (e.g. caption tokens)
+    if extras is not None:
+        batch.update(extras(batch_size, g))
     batch = {key: ({n: t.to(device) for n, t in value.items()} if isinstance(value, dict) else value.to(device))
              for key, value in batch.items()}
     batch["skipped"] = []

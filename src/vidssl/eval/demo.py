@@ -187,7 +187,8 @@ def run_demo(
     started = time.time()
     settings = settings or DEMO_SETTINGS["quick" if quick else "full"]
     out_dir = Path(out_dir)
-    data_root = Path(data_dir) if data_dir is not None else out_dir / "data"
+    # absolute: the run's config.yaml names its data wherever a rerun or resume is started from
+    data_root = (Path(data_dir) if data_dir is not None else out_dir / "data").expanduser().absolute()
     torch_device = pick_device(device)
     timings: dict[str, float] = {}
 

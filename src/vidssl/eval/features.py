@@ -12,6 +12,11 @@ encoder's checkpoint hash, the full view protocol (geometry and normalisation), 
 passes and the seed, so a rewritten video or another normalisation never reads stale features.
 Extraction writes chunks of ``chunk_size`` videos as it goes (``part_00000.npz``…), so a killed run
 resumes at the first missing chunk; the finished set is ``features.npz`` + ``meta.json``.
+
+A video that cannot be read is **excluded, never replaced** (:mod:`vidssl.eval.exclusion`): its row
+is absent, ``indices`` names the rows present, and ``meta`` says ``videos`` (in the split),
+``evaluated`` and ``excluded`` (path -> reason); more than ``max_unreadable`` of the split
+unreadable is a :class:`~vidssl.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import numpy as np
 import torch
 
 from vidssl.errors import UserError
+from vidssl.eval.cache import discard_entry, load_part, save_part, savez
+from vidssl.eval.exclusion import DEFAULT_MAX_UNREADABLE, align_passes, check_exclusions
+from vidssl.progress import progress_bar
 from vidssl.eval.views import (  # noqa: F401 (re-exported: vidssl.eval.features is where callers import them)
     CONTRACT_GEOMETRY,
     PROTOCOLS,
@@ -108,6 +116,10 @@ def load_eval_encoder(
     encoder.eval()
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
+    bad = models.first_nonfinite(encoder.state_dict())
+    if bad is not None:  # its scores would be chance presented as a normal result
+        raise UserError(f"'{checkpoint}' has non-finite weights ('{bad}' holds NaN or inf): the run that wrote it "
+                        "diverged; retrain it (lower optim.lr or set optim.grad_clip) instead of evaluating it")
     return encoder, info
 
 
@@ -167,7 +179,8 @@ def clip_plan(protocol: ViewProtocol, augmented: bool):
     random clip (augmented train passes)."""
     from vidssl.data.sampling import RandomClipPlan, UniformClipsPlan, ViewSpec
 
-    view = ViewSpec("clip", num_frames=protocol.num_frames, stride=protocol.stride, canvas=protocol.canvas)
+    view = ViewSpec("clip", num_frames=protocol.num_frames, stride=protocol.stride, fps=protocol.fps,
+                    canvas=protocol.canvas)
     return RandomClipPlan(view) if augmented else UniformClipsPlan(view, num_clips=protocol.temporal_clips)
 
 
@@ -175,11 +188,13 @@ def make_dataset(manifest, protocol: ViewProtocol, split: str, fold: int, augmen
     """The :class:`~vidssl.data.datasets.VideoDataset` a protocol reads (:func:`clip_plan`).
 
     Test views: K uniformly spaced clips per video (``K×T×H×W×C`` under view ``"clip"``); augmented
-    train passes: one random clip (``T×H×W×C``).
+    train passes: one random clip (``T×H×W×C``). An unreadable video is excluded, never replaced by
+    another (``on_unreadable="exclude"``; :mod:`vidssl.eval.exclusion`).
     """
     from vidssl.data.datasets import VideoDataset
 
-    return VideoDataset(manifest, clip_plan(protocol, augmented), split=split, fold=fold, seed=seed)
+    return VideoDataset(manifest, clip_plan(protocol, augmented), split=split, fold=fold, seed=seed,
+                        on_unreadable="exclude")
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -193,12 +208,13 @@ class FeatureSet:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def save(self, directory: str | Path) -> Path:
+        from vidssl.io import atomic_write
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "features.tmp.npz"
-        np.savez(tmp, features=self.features, labels=self.labels, indices=self.indices)
-        os.replace(tmp, directory / "features.npz")
-        (directory / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        arrays = {"features": self.features, "labels": self.labels, "indices": self.indices}
+        atomic_write(directory / "features.npz", lambda tmp: savez(tmp, arrays),
+                     sum(a.nbytes for a in arrays.values()), "features")
+        atomic_write(directory / "meta.json", lambda tmp: tmp.write_text(json.dumps(self.meta, indent=2, default=str)))
         return directory / "features.npz"
 
     @classmethod
@@ -211,49 +227,20 @@ class FeatureSet:
         return cls(arrays["features"], arrays["labels"], arrays["indices"], meta)
 
 
+#: Version of what a cache entry's rows mean; 2: unreadable videos excluded (entries written before
+#: could hold a substitute video's row, so they are never read again).
+CACHE_FORMAT = 2
+
+
 def cache_key(encoder_hash: str, protocol: ViewProtocol, dataset_id: str, split: str, fold: int, passes: int, seed: int) -> str:
     """Hex key naming a cache entry; any change of encoder, protocol (any field, normalisation included),
     data (``dataset_id`` from :func:`dataset_fingerprint`), split, fold, passes or seed changes it."""
     spec = json.dumps(
         {"encoder": encoder_hash, "protocol": protocol.describe(), "dataset": dataset_id, "split": split,
-         "fold": fold, "passes": passes, "seed": seed},
+         "fold": fold, "passes": passes, "seed": seed, "format": CACHE_FORMAT},
         sort_keys=True,
     )
     return hashlib.sha256(spec.encode()).hexdigest()[:20]
-
-
-def _progress(total: int, description: str, enabled: bool):
-    """A rich progress bar (or a no-op) with an ``advance(n)`` method."""
-    if not enabled:
-
-        class _Silent:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return False
-
-            def advance(self, n: int) -> None:
-                pass
-
-        return _Silent()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    class _Bar:
-        def __enter__(self):
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), transient=True)
-            self.progress.__enter__()
-            self.task = self.progress.add_task(description, total=total)
-            return self
-
-        def __exit__(self, *exc):
-            return self.progress.__exit__(*exc)
-
-        def advance(self, n: int) -> None:
-            self.progress.advance(self.task, n)
-
-    return _Bar()
 
 
 def clip_batch(batch: dict) -> torch.Tensor:
@@ -285,21 +272,33 @@ def encode_batch(
     return embedding.float().reshape(batch, count, -1).cpu()
 
 
-def _extract_range(encoder, dataset, indices, views, device, batch_size, num_workers, generator, bar) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``n×V×D`` and labels of ``dataset`` items ``indices``."""
+def _extract_range(encoder, dataset, indices, views, device, batch_size, num_workers, generator, bar) -> dict[str, Any]:
+    """Features ``n×V×D``, labels and record indices of the items ``indices`` of ``dataset`` that
+    could be read, and the unreadable ones (``{"unreadable": {path: reason}}``)."""
     from torch.utils.data import DataLoader, Subset
 
-    from vidssl.data.datasets import collate
+    from vidssl.data.datasets import collate, worker_context
 
     loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", collate_fn=collate)
-    features, labels = [], []
+                        pin_memory=device.type == "cuda", collate_fn=collate,
+                        multiprocessing_context=worker_context(num_workers))
+    features, labels, kept, unreadable = [], [], [], {}
     for batch in loader:
+        for _, path, reason in batch.get("unreadable", ()):
+            unreadable[path] = reason
+        bar.advance(len(batch.get("unreadable", ())))
+        if "clips" not in batch and "video" not in batch:
+            continue  # every item of the batch was unreadable
         video = clip_batch(batch)
         features.append(encode_batch(encoder, video, views, device, generator).numpy())
         labels.append(np.asarray(batch["label"]))
+        kept.append(np.asarray(batch["index"]))
         bar.advance(len(video))
-    return np.concatenate(features), np.concatenate(labels)
+    if not features:
+        return {"features": np.zeros((0, 0, 0), np.float32), "labels": np.zeros(0, np.int64),
+                "indices": np.zeros(0, np.int64), "unreadable": unreadable}
+    return {"features": np.concatenate(features), "labels": np.concatenate(labels),
+            "indices": np.concatenate(kept).astype(np.int64), "unreadable": unreadable}
 
 
 def extract_features(
@@ -319,11 +318,14 @@ def extract_features(
     seed: int = 0,
     progress: bool = True,
     dataset_factory: Callable[..., Any] = make_dataset,
+    max_unreadable: float = DEFAULT_MAX_UNREADABLE,
 ) -> FeatureSet:
     """Features of ``manifest``'s ``split`` of ``fold`` under ``protocol`` (cached when ``cache_dir`` is set).
 
     ``passes = 0``: K×S test views per video -> ``N×(K·S)×D``. ``passes = P > 0``: P augmented passes,
     one random augmented clip per video per pass -> ``N×P×D`` (pass p uses seed ``seed + p``).
+    Unreadable videos are excluded (a video unreadable in any pass has no row); more than
+    ``max_unreadable`` of the split excluded raises :class:`~vidssl.errors.DataError`.
     """
     device = pick_device(device) if not isinstance(device, torch.device) else device
     encoder = encoder.to(device).eval()
@@ -334,9 +336,14 @@ def extract_features(
             "split": split, "fold": fold, "passes": passes, "seed": seed}
     entry = Path(cache_dir) / key if cache_dir is not None else None
     if entry is not None and (entry / "features.npz").is_file():
-        cached = FeatureSet.load(entry)
-        cached.meta["cache"] = "hit"
-        return cached
+        try:
+            cached = FeatureSet.load(entry)
+        except Exception as exc:  # noqa: BLE001 (BadZipFile, a bad header, a missing array: recompute)
+            cached = discard_entry(entry, exc)
+        if cached is not None:
+            cached.meta["cache"] = "hit"
+            check_exclusions(cached.meta, max_unreadable)
+            return cached
 
     rounds = range(passes) if passes > 0 else [None]
     datasets = [dataset_factory(manifest, protocol, split, fold, augmented=p is not None, seed=seed + (p or 0))
@@ -347,38 +354,42 @@ def extract_features(
         raise UserError(f"the {split} set of split {fold} is empty")
     chunks = [(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)]
     description = f"{split} features ({'%d passes' % passes if passes else '%d views' % protocol.views_per_video})"
-    parts_features, labels = [], None
-    with _progress(count * len(datasets), description, progress) as bar:
+    # videos whose probe already failed in the manifest: left out of the dataset up front
+    up_front: dict[str, str] = dict(datasets[0].failures()) if hasattr(datasets[0], "failures") else {}
+    excluded = dict(up_front)
+    rounds = []
+    with progress_bar(count * len(datasets), description, progress) as bar:
         for round_index, dataset in enumerate(datasets):
             # The device augmentation's randomness, per pass (a resumed run redraws it per chunk).
             generator = torch.Generator(device).manual_seed(seed + round_index) if passes > 0 else None
-            round_features, round_labels = [], []
+            parts = []
             for chunk_index, (start, stop) in enumerate(chunks):
                 part = entry / f"part_{round_index:03d}_{chunk_index:05d}.npz" if entry is not None else None
                 if part is not None and part.is_file():  # resume: this chunk was done by an earlier run
-                    with np.load(part) as data:
-                        feats, labs = data["features"], data["labels"]
-                    bar.advance(stop - start)
-                else:
-                    feats, labs = _extract_range(encoder, dataset, range(start, stop), views, device,
-                                                 batch_size, num_workers, generator, bar)
-                    if part is not None:
-                        part.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = part.with_name(part.stem + ".tmp.npz")
-                        np.savez(tmp, features=feats, labels=labs)
-                        os.replace(tmp, part)
-                round_features.append(feats)
-                round_labels.append(labs)
-            parts_features.append(np.concatenate(round_features))  # N×V×D (V = 1 for a pass)
-            labels = np.concatenate(round_labels)
-    features = np.concatenate(parts_features, axis=1).astype(np.float32)
-    failures = [str(f) for dataset in datasets for f in (dataset.failures() if hasattr(dataset, "failures") else [])]
-    if failures:
-        meta["failures"] = failures
-    result = FeatureSet(features, labels.astype(np.int64), np.arange(count, dtype=np.int64), meta)
+                    try:
+                        parts.append(load_part(part))
+                        bar.advance(stop - start)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 (a damaged chunk is recomputed)
+                        discard_entry(part, exc)
+                parts.append(_extract_range(encoder, dataset, range(start, stop), views, device,
+                                            batch_size, num_workers, generator, bar))
+                if part is not None:
+                    save_part(part, parts[-1])
+            for chunk in parts:
+                excluded.update(chunk["unreadable"])
+            kept = [c for c in parts if len(c["indices"])]
+            if kept:  # n×V×D (V = 1 for a pass)
+                rounds.append(tuple(np.concatenate([c[k] for c in kept]) for k in ("features", "labels", "indices")))
+            else:
+                rounds.append((np.zeros((0, 1, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)))
+    features, labels, indices = align_passes(rounds)
+    meta.update(videos=count + len(up_front), evaluated=len(indices), excluded=dict(sorted(excluded.items())))
+    result = FeatureSet(features.astype(np.float32), labels, indices, meta)
     result.meta["cache"] = "miss"
     if entry is not None:
         result.save(entry)
         for part in entry.glob("part_*.npz"):
             part.unlink()
+    check_exclusions(result.meta, max_unreadable)
     return result

@@ -18,6 +18,10 @@ The loop is Lightning's. The reported number is the **last epoch's** multi-view 
 ``eval_every_epoch_from = E`` the test set is also scored after each epoch ≥ E and the best of those
 is reported separately as ``top1_best_epoch_on_test`` (GDT's model selection on the test set —
 labelled as such because it is optimistic).
+
+Unreadable videos are excluded, never replaced (:mod:`vidssl.eval.exclusion`): a training batch
+loses them (a batch with none left is skipped), the test set scores the videos it could read, and
+the result counts and names both.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidssl.data.datasets import collate
+from vidssl.data.datasets import collate, worker_context
 from vidssl.errors import ConfigError
+from vidssl.eval.exclusion import DEFAULT_MAX_UNREADABLE, check_exclusions, excluded_list
 from vidssl.eval.features import (
     ViewProtocol,
     build_train_augment,
@@ -152,6 +157,7 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
             super().__init__()
             self.model = model
             self.augment = augment
+            self.unreadable: dict[str, str] = {}  # train videos excluded (path -> reason)
 
         def train(self, mode: bool = True):
             super().train(mode)
@@ -160,6 +166,10 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
             return self
 
         def training_step(self, batch, batch_idx):
+            for _, path, reason in batch.get("unreadable", ()):
+                self.unreadable[path] = reason
+            if "clips" not in batch and "video" not in batch:
+                return None  # every video of the batch was unreadable: no step
             with torch.no_grad():
                 inputs = self.augment(clip_batch(batch))
             logits = self.model(inputs)
@@ -185,16 +195,23 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
 
 
 @torch.no_grad()
-def predict_views(model: nn.Module, loader, views: nn.Module, device: torch.device, progress=None) -> tuple[np.ndarray, np.ndarray]:
+def predict_views(model: nn.Module, loader, views: nn.Module, device: torch.device, progress=None,
+                  unreadable: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Multi-view test: raw logits averaged over each video's K×S views (``views`` = :func:`eval_views`).
 
-    Returns ``(scores M×C, labels M)``.
+    Returns ``(scores M×C, labels M)`` over the videos that could be read; the others are added to
+    ``unreadable`` (path -> reason).
     """
     modes = {module: module.training for module in model.modules()}  # restored exactly (a frozen part stays eval)
     model.eval()
     views = views.to(device)
     scores, labels = [], []
     for batch in loader:
+        for _, path, reason in batch.get("unreadable", ()):
+            if unreadable is not None:
+                unreadable[path] = reason
+        if "clips" not in batch and "video" not in batch:
+            continue
         logits = encode_batch(model, clip_batch(batch), views, device)  # B×V×C
         scores.append(logits.mean(dim=1).numpy())
         labels.append(np.asarray(batch["label"]))
@@ -202,6 +219,8 @@ def predict_views(model: nn.Module, loader, views: nn.Module, device: torch.devi
             progress(len(labels[-1]))
     for module, training in modes.items():
         module.training = training
+    if not scores:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
     return np.concatenate(scores), np.concatenate(labels)
 
 
@@ -212,11 +231,14 @@ class FinetuneResult:
     top1_per_epoch: dict[int, float] = field(default_factory=dict)
     top1_best_epoch_on_test: float | None = None
     confusion: np.ndarray | None = field(default=None, repr=False)
+    test_videos: int = 0
+    excluded: list[dict[str, Any]] = field(default_factory=list)  # {"fold", "set", "path", "reason"}
 
     def numbers(self) -> dict[str, Any]:
         out: dict[str, Any] = {"top1": self.top1, "top5": self.top5}
         if self.top1_best_epoch_on_test is not None:
             out["top1_best_epoch_on_test"] = self.top1_best_epoch_on_test
+        out.update(test_videos=self.test_videos, excluded_videos=len(self.excluded))
         return out
 
 
@@ -232,6 +254,7 @@ def finetune(
     protocol_overrides: dict[str, Any] | None = None,
     progress: bool = True,
     dataset_factory=make_dataset,
+    max_unreadable: float = DEFAULT_MAX_UNREADABLE,
 ) -> FinetuneResult:
     """Fine-tune ``backbone`` + a new linear head on the train set of ``fold``; score the test set's K×S views.
 
@@ -239,7 +262,8 @@ def finetune(
     ``cfg.protocol`` (with ``protocol_overrides``) for ``backbone``, so an encoder with an input
     contract is still fed with the contract's normalisation. Lightning writes
     ``out_dir/fold<N>/metrics.csv``. Returns last-epoch top-1/top-5 (and the per-epoch numbers when
-    ``cfg.eval_every_epoch_from >= 0``).
+    ``cfg.eval_every_epoch_from >= 0``). Unreadable test videos are excluded and counted; more than
+    ``max_unreadable`` of the test set unreadable is a :class:`~vidssl.errors.DataError`.
     """
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
@@ -264,9 +288,9 @@ def finetune(
     test_set = dataset_factory(manifest, protocol, "test", fold, augmented=False, seed=cfg.seed)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_set) > cfg.batch_size,
                                                num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                                               collate_fn=collate)
+                                               collate_fn=collate, multiprocessing_context=worker_context(cfg.num_workers))
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=max(1, cfg.batch_size // 4), num_workers=cfg.num_workers,
-                                              collate_fn=collate)
+                                              collate_fn=collate, multiprocessing_context=worker_context(cfg.num_workers))
     steps_per_epoch = len(train_loader)
     module = _lightning_module(model, cfg, build_train_augment(protocol), steps_per_epoch)
 
@@ -300,7 +324,12 @@ def finetune(
     )
     trainer.fit(module, train_loader)
     model = model.to(torch_device)
-    scores, labels = predict_views(model, test_loader, eval_views(protocol), torch_device)
+    unreadable = dict(test_set.failures()) if hasattr(test_set, "failures") else {}
+    listed = len(test_set) + len(unreadable)
+    scores, labels = predict_views(model, test_loader, eval_views(protocol), torch_device, unreadable=unreadable)
+    test_meta = {"videos": listed, "evaluated": len(labels), "excluded": unreadable, "split": "test", "fold": fold,
+                 "root": getattr(manifest, "root", "ROOT")}
+    check_exclusions(test_meta, max_unreadable)
     last_epoch = cfg.epochs - 1
     per_epoch[last_epoch] = topk_accuracy(scores, labels, 1)
     best = max(per_epoch.values()) if cfg.eval_every_epoch_from >= 0 else None
@@ -310,6 +339,8 @@ def finetune(
         top1_per_epoch=dict(sorted(per_epoch.items())),
         top1_best_epoch_on_test=best,
         confusion=confusion_matrix(scores.argmax(axis=1), labels, num_classes),
+        test_videos=len(labels),
+        excluded=excluded_list({"train": {"excluded": module.unreadable}, "test": test_meta}, fold),
     )
 
 

@@ -70,6 +70,9 @@ def evaluate_knn(
     train_labels = np.asarray(train_labels, dtype=np.int64)
     test_labels = np.asarray(test_labels, dtype=np.int64)
     num_classes = int(num_classes or max(train_labels.max(), test_labels.max()) + 1)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, len(train_labels))  # the k actually used (KNNSpec reports it when it is smaller)
     scores = knn_scores(train_features, train_labels, test_features, num_classes, k, temperature, weighted)
     return KNNResult(
         k=k,

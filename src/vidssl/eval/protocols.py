@@ -12,6 +12,10 @@ Train features of the feature specs: ``passes`` augmented passes (one random cli
 pass), or the K×S test views of the train videos when ``passes = 0``. ``passes=None`` takes the
 default of :meth:`train_passes`: the SVM ``max(protocol.train_passes, 1)`` (BraVe trains on
 augmented clips), the linear probe ``protocol.train_passes``, kNN and retrieval 0.
+
+Every fold's numbers carry ``test_videos``, ``train_videos`` and ``excluded_videos`` next to the
+accuracies: unreadable videos are excluded, never replaced (:mod:`vidssl.eval.exclusion`), and
+:attr:`FoldResult.excluded` names them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidssl.eval.exclusion import DEFAULT_MAX_UNREADABLE, excluded_list, video_counts
 from vidssl.eval.features import EncoderInfo, FeatureSet, ViewProtocol, extract_features
 from vidssl.eval.linear import LinearProbeConfig
 
@@ -35,10 +40,12 @@ __all__ = ["FoldResult", "Extraction", "SideBySide", "FeatureSource", "LinearSpe
 
 @dataclass
 class FoldResult:
-    """The numbers of one protocol on one fold (fractions in [0, 1]) and its confusion matrix (None for retrieval)."""
+    """The numbers of one protocol on one fold (fractions in [0, 1]) and its confusion matrix (None for retrieval);
+    ``excluded``: the unreadable videos left out (``{"fold", "set", "path", "reason"}``)."""
 
     numbers: dict[str, Any]
     confusion: np.ndarray | None = field(default=None, repr=False)
+    excluded: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Extraction:
     num_workers: int = 0
     seed: int = 0
     progress: bool = True
+    max_unreadable: float = DEFAULT_MAX_UNREADABLE  # fraction of a split that may be unreadable (excluded)
 
 
 # ----------------------------------------------------------------------------- features
@@ -107,7 +115,8 @@ class FeatureSource:
             extract = self._extract or extract_features  # looked up at call time (tests replace it)
             joint = extract(self.encoder, self.info, self.manifest, self.protocol, split, fold, passes=passes,
                             cache_dir=e.cache_dir, device=e.device, batch_size=e.batch_size,
-                            num_workers=e.num_workers, seed=e.seed, progress=e.progress)
+                            num_workers=e.num_workers, seed=e.seed, progress=e.progress,
+                            max_unreadable=e.max_unreadable)
             self._memo[key] = self._split(joint)
         return self._memo[key]
 
@@ -191,7 +200,10 @@ class KNNSpec:
 
         result = evaluate_knn(train.features, train.labels, test.features, test.labels, k=self.k,
                               temperature=self.temperature, weighted=self.weighted, num_classes=num_classes)
-        return FoldResult({"top1": result.top1, "top5": result.top5}, result.confusion)
+        numbers = {"top1": result.top1, "top5": result.top5}
+        if result.k != self.k:  # fewer train videos than k: say which k the numbers are for
+            numbers["k_used"] = result.k
+        return FoldResult(numbers, result.confusion)
 
 
 @dataclass
@@ -217,10 +229,18 @@ FeatureSpec = LinearSpec | SVMSpec | KNNSpec | RetrievalSpec
 
 
 def run_feature_protocol(spec: FeatureSpec, source: FeatureSource, fold: int, num_classes: int) -> dict[str, FoldResult]:
-    """Score ``spec`` on ``fold`` for every encoder of ``source``: ``{encoder name: FoldResult}``."""
+    """Score ``spec`` on ``fold`` for every encoder of ``source``: ``{encoder name: FoldResult}``, each with
+    the number of videos evaluated and excluded."""
     train = source.features("train", fold, spec.train_passes(source.protocol))
     test = source.features("test", fold)
-    return {name: spec.score(train[name], test[name], num_classes) for name in source.names}
+    results = {}
+    for name in source.names:
+        result = spec.score(train[name], test[name], num_classes)
+        result.numbers.update(video_counts(train[name].meta, test[name].meta, len(train[name].labels),
+                                           len(test[name].labels)))
+        result.excluded = excluded_list({"train": train[name].meta, "test": test[name].meta}, fold)
+        results[name] = result
+    return results
 
 
 # ----------------------------------------------------------------------------- fine-tuning
@@ -241,15 +261,15 @@ class FinetuneSpec:
         return {"finetune": to_dict(self.config)}
 
     def run(self, encoder: nn.Module, manifest, protocol: ViewProtocol, fold: int, *, out_dir: str | Path,
-            device: str | None, progress: bool) -> FoldResult:
+            device: str | None, progress: bool, max_unreadable: float = DEFAULT_MAX_UNREADABLE) -> FoldResult:
         from vidssl.eval.finetune import finetune
 
         result = finetune(copy.deepcopy(encoder), manifest, fold, self.config, out_dir=out_dir, device=device,
-                          protocol=protocol, progress=progress)
+                          protocol=protocol, progress=progress, max_unreadable=max_unreadable)
         numbers = result.numbers()
         if self.per_epoch:
             numbers["top1_per_epoch"] = {str(k): v for k, v in result.top1_per_epoch.items()}
-        return FoldResult(numbers, result.confusion)
+        return FoldResult(numbers, result.confusion, result.excluded)
 
 
 # ----------------------------------------------------------------------------- over folds
@@ -260,6 +280,7 @@ class Evaluation:
     headline: dict[str, Any]
     per_split: dict[int, dict[str, Any]]
     confusions: dict[int, np.ndarray | None]
+    excluded: list[dict[str, Any]] = field(default_factory=list)
 
     def confusion_images(self) -> dict[str, np.ndarray]:
         """Matrices by image suffix: ``""`` for one fold (``confusion.png``), ``"splitN"`` for several."""
@@ -285,17 +306,23 @@ def evaluate(spec: FeatureSpec | FinetuneSpec, encoder: nn.Module, info: Encoder
 
         def fold_result(fold: int) -> FoldResult:
             return spec.run(encoder, manifest, protocol, fold, out_dir=out_dir, device=extraction.device,
-                            progress=extraction.progress)
+                            progress=extraction.progress, max_unreadable=extraction.max_unreadable)
     else:
         source = FeatureSource({"encoder": (encoder, info)}, manifest, protocol, extraction, extract=extract)
 
         def fold_result(fold: int) -> FoldResult:
             return run_feature_protocol(spec, source, fold, num_classes)["encoder"]
 
+    excluded: list[dict[str, Any]] = []
+
     def one_fold(fold: int) -> dict[str, Any]:
         result = fold_result(fold)
         confusions[fold] = result.confusion
+        excluded.extend(result.excluded)
         return result.numbers
 
     headline, per_split = run_folds(folds, one_fold)
-    return Evaluation(headline, per_split, confusions)
+    for key in ("test_videos", "train_videos", "excluded_videos"):  # counts add up over folds (not a mean)
+        if len(per_split) > 1 and all(key in numbers for numbers in per_split.values()):
+            headline[key] = sum(int(numbers[key]) for numbers in per_split.values())
+    return Evaluation(headline, per_split, confusions, excluded)

@@ -237,6 +237,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "## Per split", "", "| split | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
         for split, numbers in flat.items():
             lines.append(f"| {split} | " + " | ".join(_fmt(numbers.get(m, "")) for m in metrics) + " |")
+    excluded = report.get("excluded") or []
+    if excluded:
+        lines += ["", f"## Excluded videos ({len(excluded)}, unreadable; not replaced)", "",
+                  "| split | set | path | reason |", "|---|---|---|---|"]
+        lines += [f"| {e.get('fold')} | {e.get('set')} | `{e.get('path')}` | {e.get('reason')} |" for e in excluded]
     for note in report.get("notes", []) or []:
         lines += ["", f"> {note}"]
     for image in report.get("images", []) or []:

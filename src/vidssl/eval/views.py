@@ -40,6 +40,9 @@ class ViewProtocol:
 
     Attributes:
         num_frames, stride: T frames, every ``stride``-th source frame.
+        fps: sample the T frames at this rate instead of every ``stride``-th source frame (the seeds
+            resample: BraVe to 25 fps, PySlowFast to 30 fps), so a clip spans the same seconds at any
+            source frame rate; None: use ``stride``.
         canvas: (H, W) the loader resizes (short side) and centre-crops each frame to.
         crop_size: side of the square spatial crops taken from the canvas.
         temporal_clips: K uniformly spaced clips per video (test views).
@@ -65,6 +68,7 @@ class ViewProtocol:
     train_passes: int = 0
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
+    fps: float | None = None
 
     @property
     def views_per_video(self) -> int:
@@ -79,14 +83,15 @@ class ViewProtocol:
 #: ``int(delta·k/K)`` never reaches the last frame — a sub-clip difference).
 PROTOCOLS: dict[str, ViewProtocol] = {
     # BraVe A9: 32 frames step 2, short side 256, 10 × 3 diagonal 224 crops, /255 only; train = 10 passes.
+    # Every 2nd frame at 25 fps (12.5 frames/s, 2.56 s) whatever the source rate, as BraVe resamples.
     "brave": ViewProtocol("brave", 32, 2, (256, 340), 224, 10, 3, "diagonal", "brave", train_passes=10,
-                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fps=12.5),
     # GDT/STiCA Part D: 32 frames at 30 fps, 128 crops, 10 × 3 left/centre/right. The seed jitters the
     # test short side in U(128,160) and colour-jitters test clips (a bug); we use a fixed 128 canvas.
-    "gdt": ViewProtocol("gdt", 32, 1, (128, 170), 128, 10, 3, "long_side", "gdt"),
+    "gdt": ViewProtocol("gdt", 32, 1, (128, 170), 128, 10, 3, "long_side", "gdt", fps=30.0),
     # FGKVMemPred §2.8: 16 frames stride 4, 112 crops, 10 × 3 (the paper's 3 spatial crops; the
-    # seed's code took random crops).
-    "fgkvmem": ViewProtocol("fgkvmem", 16, 4, (128, 170), 112, 10, 3, "long_side", "fgkvmem"),
+    # seed's code took random crops). Stride 4 at PySlowFast's TARGET_FPS 30 (7.5 frames/s, 2.13 s).
+    "fgkvmem": ViewProtocol("fgkvmem", 16, 4, (128, 170), 112, 10, 3, "long_side", "fgkvmem", fps=7.5),
     # Embedded dataset (64×64 square videos, 25 fps), CPU-sized: 2 temporal clips × 1 centre crop (3 crops
     # of a square frame differ by a few pixels), train features from the same views (no augmented passes).
     "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 1, "long_side", "demo", train_passes=0),
@@ -205,11 +210,10 @@ def protocol_for(encoder: Any, views: str | None = None, *, default: str = "fgkv
     if name in CONTRACT_GEOMETRY:
         changes.update(num_frames=contract.num_frames, canvas=(contract.canvas, contract.canvas),
                        crop_size=contract.crop_size)
-        if contract.stride is not None:
-            changes["stride"] = contract.stride
-        else:
-            notes.append(f"the input contract gives a frame rate ({contract.fps} fps), not a stride; "
-                         f"the {name} protocol's stride {named.stride} is used")
+        if contract.fps is not None:
+            changes["fps"] = contract.fps
+        elif contract.stride is not None:
+            changes.update(stride=contract.stride, fps=None)
     return ProtocolChoice(get_protocol(name, **{**changes, **overrides}), contract, views_from, tuple(notes))
 
 

@@ -6,11 +6,17 @@ from vidssl.methods.base import SSLMethod
 from vidssl.methods.brave import Brave
 from vidssl.methods.byol import BYOL
 from vidssl.methods.fgkvmem import FGKVMemPred
+from vidssl.methods.gdt import GDT
+from vidssl.methods.gdt_text import GDTText
+from vidssl.methods.stica import STiCA
 
 METHODS: dict[str, type[SSLMethod]] = {
     "brave": Brave,
     "byol": BYOL,
     "fgkvmem": FGKVMemPred,
+    "gdt": GDT,
+    "gdt_text": GDTText,
+    "stica": STiCA,
 }
 
-__all__ = ["METHODS", "SSLMethod", "BYOL", "Brave", "FGKVMemPred"]
+__all__ = ["METHODS", "SSLMethod", "BYOL", "Brave", "FGKVMemPred", "GDT", "GDTText", "STiCA"]

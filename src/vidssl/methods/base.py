@@ -44,8 +44,9 @@ from vidssl.config import to_dict
 from vidssl.distributed import convert_sync_batchnorm
 from vidssl.errors import ConfigError
 from vidssl.methods.config import MethodConfig, PretrainConfig, pretrain_config_from_dict
+from vidssl.methods.guards import check_loss
 from vidssl.models.contract import InputContract
-from vidssl.optim import build_optimizer, cosine_momentum, default_param_groups, lr_factor
+from vidssl.optim import apply_grad_multipliers, build_optimizer, cosine_momentum, default_param_groups, lr_factor
 
 PRIMARY_STREAM = "video"
 
@@ -169,7 +170,9 @@ class SSLMethod(L.LightningModule):
         """How ``self.encoder`` must be fed (saved with the exported encoder and in checkpoints)."""
         m = self.cfg.method
         return InputContract(modality="video", value_range=(0.0, 1.0), mean=(self.input_mean,) * 3,
-                             std=(self.input_std,) * 3, num_frames=m.num_frames, stride=m.stride,
+                             std=(self.input_std,) * 3, num_frames=m.num_frames,
+                             stride=None if m.target_fps else m.stride,
+                             fps=m.target_fps / m.stride if m.target_fps else None,
                              crop_size=m.crop_size, canvas=m.canvas,
                              input_transform="residual_frames" if m.backbone_kwargs.get("residual_frames") else "",
                              eval_views=m.eval_views or self.eval_views)
@@ -202,6 +205,13 @@ class SSLMethod(L.LightningModule):
         """The schedule's factor at ``step`` (:func:`vidssl.optim.lr_factor` over this run's length)."""
         return lr_factor(self.cfg.optim, step, self.total_steps, self.cfg.trainer.max_epochs)
 
+    def frame_rate(self, stride: int) -> dict[str, Any]:
+        """``ViewSpec`` keywords for every ``stride``-th frame at the method's ``target_fps``
+        (:func:`vidssl.data.sampling.frame_rate`)."""
+        from vidssl.data.sampling import frame_rate
+
+        return frame_rate(stride, self.cfg.method.target_fps)
+
     def to_model_layout(self, x: Tensor) -> Tensor:
         """channels-last-3d on GPU (faster 3-D convs under bf16), unchanged on CPU."""
         if self.cfg.trainer.channels_last and x.is_cuda and x.dim() == 5:
@@ -225,6 +235,8 @@ class SSLMethod(L.LightningModule):
         views = self.make_views(batch)
         out = self.compute_loss(views, batch)
         loss = out["loss"]
+        if not check_loss(self, loss, out):  # non-finite: stop (TrainingDiverged) or skip this step
+            return None
         primary = self.primary_batch(batch)
         n = int(primary["label"].shape[0]) if "label" in primary else 1
         for key, value in out.items():
@@ -271,18 +283,14 @@ class SSLMethod(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Per-group gradient multipliers (``grad_mult``), before clipping and the step."""
-        for group in optimizer.param_groups:
-            mult = group.get("grad_mult", 1.0)
-            if mult != 1.0:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        p.grad.mul_(mult)
+        apply_grad_multipliers(optimizer)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         # EMA right after the optimiser step, inside the step: a checkpoint written at the end
-        # of this batch already holds the updated target (exact resume).
-        if self._ema_pairs:
+        # of this batch already holds the updated target (exact resume). A step skipped for a
+        # non-finite loss (vidssl.methods.guards) leaves the targets alone too.
+        if self._ema_pairs and not getattr(self, "_skip_step", False):
             m = self.ema_momentum()
             for online, target in self._ema_pairs:
                 ema_update(self.get_submodule(online), self.get_submodule(target), m)

@@ -1,8 +1,9 @@
 """BraVe: Broaden Your Views for Self-Supervised Video Learning (Recasens et al., ICCV 2021).
 
-A *narrow* view (16 frames × stride 2 at 224², ≈1.2 s) and one or more *broad* views that start
-at the same frame and cover ≈10 s (64 frames × stride 4 at 112² video, 10.24 s of log-mel audio,
-or optical flow) go through separate backbones. One shared projector/predictor maps every
+A *narrow* view (16 frames × stride 2 at 224², 1.28 s) and one or more *broad* views that start
+at the same frame and cover 10.24 s (64 frames × stride 4 at 112² video, 10.24 s of log-mel audio,
+or optical flow; spans at 25 fps, to which every video is resampled: ``target_fps``) go through
+separate backbones. One shared projector/predictor maps every
 embedding to 128-d; each view's prediction regresses every other view's (stop-gradient)
 projection. There is no EMA target and no negatives.
 
@@ -76,20 +77,25 @@ def lars_adapted(name: str, param: Tensor, faithful_lars_mask: bool = False) -> 
     return excluded if faithful_lars_mask else not excluded
 
 
-def brave_param_groups(named_params: list[tuple[str, Tensor]], predictor_lr_mult: float = 10.0,
-                       faithful_lars_mask: bool = False) -> list[dict[str, Any]]:
+def brave_param_groups(named_params: list[tuple[str, Tensor]], predictor_grad_mult: float = 10.0,
+                       faithful_lars_mask: bool = False, predictor_lr_mult: float = 1.0) -> list[dict[str, Any]]:
     """Optimiser groups (:func:`vidssl.optim.param_group`): (predictor or not) × (LARS-adapted or not).
 
     A parameter is a predictor parameter when ``predictor.`` is in its name (BraVe's
-    ``.*predictor.*`` regex): lr × ``predictor_lr_mult``. Adapted groups get weight decay and the
-    trust ratio, the others neither (:func:`lars_adapted`). Empty groups are dropped.
+    ``.*predictor.*`` regex). BraVe's ×10 multiplies the predictor's *gradient* before weight
+    decay and the LARS trust ratio (``predictor_grad_mult``, as the released optimiser chain
+    does); ``predictor_lr_mult`` multiplies its learning rate instead (what an adaptive optimiser
+    such as AdamW needs for the same intent: Adam's update ignores a gradient's scale). Adapted
+    groups get weight decay and the trust ratio, the others neither (:func:`lars_adapted`).
+    Empty groups are dropped.
     """
     groups: dict[tuple[bool, bool], list[Tensor]] = {}
     for name, p in named_params:
         if p.requires_grad:
             groups.setdefault(("predictor." in name, lars_adapted(name, p, faithful_lars_mask)), []).append(p)
     return [param_group(f"{'predictor' if is_pred else 'main'}_{'lars' if adapted else 'plain'}", params,
-                        lr_mult=predictor_lr_mult if is_pred else 1.0, weight_decay_mult=1.0 if adapted else 0.0,
+                        lr_mult=predictor_lr_mult if is_pred else 1.0,
+                        grad_mult=predictor_grad_mult if is_pred else 1.0, weight_decay_mult=1.0 if adapted else 0.0,
                         lars=adapted)
             for (is_pred, adapted), params in sorted(groups.items())]
 
@@ -119,6 +125,7 @@ class BraveConfig(MethodConfig):
     backbone: str = "tsm_resnet50"
     num_frames: int = 16
     stride: int = 2
+    target_fps: float | None = 25.0  # BraVe samples every video at 25 fps; strides count frames at 25 fps
     canvas: int = 256
     crop_size: int = 224
     broad: list[str] = field(default_factory=lambda: ["audio"])
@@ -140,7 +147,8 @@ class BraveConfig(MethodConfig):
     proj_hidden_dim: int = 4096
     proj_dim: int = 128
     shared_head: bool = True
-    predictor_lr_mult: float = 10.0
+    predictor_grad_mult: float = 10.0  # BraVe's ×10, on the predictor's gradient (before decay and LARS)
+    predictor_lr_mult: float = 1.0  # a learning-rate multiplier instead (the AdamW tiny presets use it)
     faithful_lars_mask: bool = False
 
     def __post_init__(self):
@@ -164,28 +172,33 @@ BROAD_FLOW_VIEW = "broad_flow"
 
 
 def brave_plan(m: "BraveConfig"):
-    """Narrow and broad views sharing one start (BraVe's sampler, A2); short videos loop.
+    """Narrow and broad views sharing one start (BraVe's sampler, A2): at 25 fps whatever the source
+    rate (``target_fps``), the start drawn so the narrow view fits, broad views looped past the end.
 
     Views: ``narrow`` (``num_frames`` × ``stride``, the anchor) and, aligned to it,
     ``broad_video`` (decoded once even for V/VVV), ``broad_audio`` (an audio view of
     ``audio_seconds`` at ``audio_rate``) and ``broad_flow`` (cached optical flow of the broad
     frames).
     """
-    from vidssl.data.sampling import FlowOptions, ViewsPlan, ViewSpec
+    from functools import partial
 
+    from vidssl.data.sampling import FlowOptions, ViewsPlan, ViewSpec, frame_rate
+
+    rate = partial(frame_rate, target_fps=m.target_fps)  # BraVe resamples every video to 25 fps first
     broad_canvas = (m.broad_canvas, m.broad_canvas)
-    views = [ViewSpec(NARROW_VIEW, num_frames=m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))]
+    views = [ViewSpec(NARROW_VIEW, num_frames=m.num_frames, canvas=(m.canvas, m.canvas), **rate(m.stride))]
     if "video" in m.broad:
-        views.append(ViewSpec(BROAD_VIDEO_VIEW, num_frames=m.broad_num_frames, stride=m.broad_stride,
-                              canvas=broad_canvas, align_to=NARROW_VIEW))
+        views.append(ViewSpec(BROAD_VIDEO_VIEW, num_frames=m.broad_num_frames, canvas=broad_canvas,
+                              align_to=NARROW_VIEW, **rate(m.broad_stride)))
     if "audio" in m.broad:
         views.append(ViewSpec(BROAD_AUDIO_VIEW, kind="audio", seconds=m.audio_seconds, sample_rate=m.audio_rate,
                               align_to=NARROW_VIEW))
     if "flow" in m.broad:
-        views.append(ViewSpec(BROAD_FLOW_VIEW, kind="flow", num_frames=m.broad_num_frames, stride=m.broad_stride,
-                              canvas=broad_canvas, align_to=NARROW_VIEW,
-                              flow=FlowOptions(m.flow_method, m.flow_short_side, m.flow_max_pixels)))
-    return ViewsPlan(views)
+        views.append(ViewSpec(BROAD_FLOW_VIEW, kind="flow", num_frames=m.broad_num_frames, canvas=broad_canvas,
+                              align_to=NARROW_VIEW, flow=FlowOptions(m.flow_method, m.flow_short_side, m.flow_max_pixels),
+                              **rate(m.broad_stride)))
+    # the narrow start is drawn over the whole video; broad views past the end loop (A2)
+    return ViewsPlan(views, fit="anchor")
 
 
 class Brave(SSLMethod):
@@ -279,8 +292,8 @@ class Brave(SSLMethod):
         return out
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """LARS groups: predictor lr × ``predictor_lr_mult``; weight decay and the trust ratio on
-        weights (intended) or on biases/BN only (``faithful_lars_mask``)."""
+        """LARS groups: predictor gradient × ``predictor_grad_mult`` (and lr × ``predictor_lr_mult``);
+        weight decay and the trust ratio on weights (intended) or on biases/BN only (``faithful_lars_mask``)."""
         m = self.cfg.method
         named = [(n, p) for n, p in self.named_parameters() if not n.startswith("probe.")]
-        return brave_param_groups(named, m.predictor_lr_mult, m.faithful_lars_mask)
+        return brave_param_groups(named, m.predictor_grad_mult, m.faithful_lars_mask, m.predictor_lr_mult)

@@ -38,6 +38,11 @@ class BYOLConfig(MethodConfig):
     # The demo presets turn flips off: its classes include left/right and clockwise/anticlockwise
     # motions, which a flip swaps, so flip invariance would erase them.
     crop_scale: tuple[float, float] = (0.2, 0.766)
+    # True (the full presets): the workers cut PySlowFast's random resized crop from the whole frame at a
+    # source_short_side scale, and the device blur is scaled by each crop's zoom (docs/faithfulness.md).
+    # False: the crop is drawn on the device inside the canvas (the tiny presets' measured recipe).
+    crop_from_frame: bool = False
+    source_short_side: int = 256
     flip_p: float = 0.5
     blur_p: float = 0.5
     proj_hidden_dim: int = 4096
@@ -67,7 +72,7 @@ class BYOL(SSLMethod):
 
         m = self.cfg.method
         return byol_video_augment(m.crop_size, self.input_mean, self.input_std, crop_scale=tuple(m.crop_scale),
-                                  flip_p=m.flip_p, blur_p=m.blur_p)
+                                  flip_p=m.flip_p, blur_p=m.blur_p, crop=not m.crop_from_frame)
 
     def build_predictor(self) -> nn.Module:
         m = self.cfg.method
@@ -79,17 +84,28 @@ class BYOL(SSLMethod):
         return [f"clip_{k + 1}" for k in range(self.cfg.method.rho)]
 
     def make_plan(self):
-        from vidssl.data.sampling import ViewsPlan, ViewSpec
+        from vidssl.data.sampling import CropOptions, ViewsPlan, ViewSpec
 
         m = self.cfg.method
-        return ViewsPlan([ViewSpec(name, num_frames=m.num_frames, stride=m.stride, canvas=(m.canvas, m.canvas))
+        if m.crop_from_frame:  # PySlowFast: each clip's crop from the whole frame, cut by the worker
+            crop = CropOptions(tuple(m.crop_scale), (0.75, 1.333), m.source_short_side)
+            geometry = dict(canvas=(m.crop_size, m.crop_size), crop=crop)
+        else:
+            geometry = dict(canvas=(m.canvas, m.canvas))
+        return ViewsPlan([ViewSpec(name, num_frames=m.num_frames, **geometry, **self.frame_rate(m.stride))
                           for name in self.clip_names])
 
     def augment(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """``clips[clip_k]`` uint8 ``B×T×H×W×C`` → float views ``B×C×T×h×w``, independent draws per
         clip (all ρ clips go through one batched call)."""
-        clips = batch["video"]["clips"]
-        x = self.augmentation(torch.cat([clips[name] for name in self.clip_names]))
+        from vidssl.data.transforms import scale_blur_to_zoom
+
+        clips = torch.cat([batch["video"]["clips"][name] for name in self.clip_names])
+        params = self.augmentation.draw(clips.shape, clips.device)
+        zoom = batch["video"].get("zoom")
+        if zoom:  # worker crops: blur as PySlowFast does before its crop, at source resolution
+            params = scale_blur_to_zoom(self.augmentation, params, torch.cat([zoom[n] for n in self.clip_names]))
+        x = self.augmentation.apply(clips, params)
         return dict(zip(self.clip_names, x.chunk(len(self.clip_names))))
 
     @torch.no_grad()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vidssl.config import _suggest, apply_overrides, from_dict
+from vidssl.config import _suggest, apply_overrides, checked, from_dict
 from vidssl.errors import ConfigError
 from vidssl.optim import OptimConfig
 
@@ -19,27 +19,34 @@ __all__ = ["MethodConfig", "DataConfig", "TrainerConfig", "PretrainConfig", "pre
            "apply_pretrain_overrides"]
 
 
+#: Lightning's precision names (``trainer.precision``), and ``auto``.
+PRECISIONS = ("auto", "64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")
+
+
 @dataclass
 class MethodConfig:
     """Settings every method has; a method's ``Config`` subclasses this.
 
-    The main video views: ``num_frames`` frames every ``stride`` source frames, decoded to a
+    The main video views: ``num_frames`` frames every ``stride`` frames, decoded to a
     ``canvas``×``canvas`` square by the workers and randomly resized-cropped to ``crop_size``
-    on the device. ``eval_views`` names the view protocol (``vidssl.eval.features.PROTOCOLS``)
+    on the device. ``target_fps`` (PySlowFast's ``TARGET_FPS``, BraVe's 25 fps) counts the stride
+    in frames of a video resampled to that rate, whatever the source rate; None counts source frames. ``eval_views`` names the view protocol (``vidssl.eval.features.PROTOCOLS``)
     the exported encoder is evaluated with by default ("" = the method's own).
     """
 
     name: str = ""
     backbone: str = "r3d18"
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    num_frames: int = 16
-    stride: int = 4
-    canvas: int = 128
-    crop_size: int = 112
-    ema_momentum: float = 0.996
-    ema_final_momentum: float = 1.0
+    num_frames: int = checked(16, ge=1)
+    stride: int = checked(4, ge=1)
+    target_fps: float | None = checked(None, gt=0)
+    canvas: int = checked(128, ge=1)
+    crop_size: int = checked(112, ge=1)  # <= canvas (checked by vidssl.config.check_values)
+    ema_momentum: float = checked(0.996, ge=0, le=1)
+    ema_final_momentum: float = checked(1.0, ge=0, le=1)
     probe: bool = True
-    probe_lr: float = 0.1
+    probe_lr: float = checked(0.1, ge=0)
     eval_views: str = ""
 
 
@@ -57,47 +64,46 @@ class DataConfig:
     root: str = "data/demo"
     format: str = "auto"
     split: Literal["train", "test", "all"] = "train"
-    fold: int = 1
-    batch_size: int = 64
-    repeats: int = 1
-    num_workers: int = 4
-    decoder: str = "pyav"
+    fold: int = checked(1, ge=1)
+    batch_size: int = checked(64, ge=2, why="BatchNorm and the batch-wise losses need at least 2 clips")
+    repeats: int = checked(1, ge=1)
+    num_workers: int = checked(4, ge=0)
+    decoder: str = checked("pyav", choices=("pyav", "torchcodec"))
     generate_demo: bool = False
     demo_size: Literal["tiny", "default"] = "default"
     demo_seed: int = 0
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if self.repeats < 1:
-            raise ConfigError(f"data.repeats must be >= 1, got {self.repeats}")
 
 
 @dataclass
 class TrainerConfig:
     """The Lightning ``Trainer``: length, precision, devices, logging and checkpoints.
 
-    ``precision="auto"`` is bf16-mixed on GPU and 32-true on CPU. ``devices`` is ``"auto"``
+    ``precision="auto"`` is bf16-mixed on GPU and 32-true on CPU. The seeds' code trained in fp32:
+    bf16 is a departure for speed (``trainer.precision=32-true`` gives the seeds' numerics). ``devices`` is ``"auto"``
     or a number. ``checkpoint_every`` is in optimiser steps (``last.ckpt``); ``best.ckpt`` is
     chosen at the end of every epoch on the epoch-mean online-probe accuracy (the epoch-mean
     loss when the data has no labels). ``monitor_every``: steps between collapse-monitor logs.
+    ``max_nonfinite_steps``: a non-finite loss stops the run (0, the default) or, up to this many
+    times in a run, skips its step (:mod:`vidssl.methods.guards`).
     """
 
-    max_epochs: int = 400
-    max_steps: int = -1
-    precision: str = "auto"
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_nodes: int = 1
+    max_epochs: int = checked(400, ge=1)
+    max_steps: int = checked(-1, ge=1, also=(-1,), why="-1: no limit")
+    precision: str = checked("auto", choices=PRECISIONS)
+    accelerator: str = checked("auto", choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu"))
+    devices: str = checked("auto", pattern=r"auto|-1|\d+|\d+(\s*,\s*\d+)*,?|\[\s*\d+(\s*,\s*\d+)*\s*\]",
+                           why="'auto', a number of devices, -1 for all, or a list such as 0,1")
+    num_nodes: int = checked(1, ge=1)
     strategy: str = "auto"
-    log_every: int = 10
-    checkpoint_every: int = 500
-    monitor_every: int = 50
+    log_every: int = checked(10, ge=1)
+    checkpoint_every: int = checked(500, ge=1)
+    monitor_every: int = checked(50, ge=1)
     seed: int = 0
     compile: bool = False
     channels_last: bool = True
     sync_batchnorm: bool = True
     progress_bar: bool = True
+    max_nonfinite_steps: int = checked(0, ge=0)
 
 
 @dataclass

@@ -48,6 +48,7 @@ class FGKVMemPredConfig(BYOLConfig):
     num_heads: int = 1
     radius: float = 16.0
     input_proj: bool = True
+    input_proj_layers: int = 2
     output_proj: bool = False
     predict_residual: bool = False
     use_concepts: bool = True
@@ -98,7 +99,8 @@ class FGKVMemPred(BYOL):
     def build_predictor(self) -> nn.Module:
         m = self.cfg.method
         return KeyValueMemory(m.proj_dim, num_slots=m.num_slots, num_heads=m.num_heads, scale=m.radius,
-                              input_proj=m.input_proj, output_proj=m.output_proj, residual=m.predict_residual)
+                              input_proj=m.input_proj, output_proj=m.output_proj, residual=m.predict_residual,
+                              input_proj_layers=m.input_proj_layers)
 
     def pair_loss(self, online: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
         m = self.cfg.method

@@ -21,20 +21,39 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vidssl.errors import UserError
+from vidssl.errors import TrainingDiverged, UserError
 from vidssl.models.backbones import BACKBONES, build_backbone
 from vidssl.models.contract import InputContract
 
 ENCODER_FILENAME = "encoder.safetensors"
 ENCODER_FORMAT = "vidssl-encoder/1"
 CKPT_ENCODER_PREFIX = "encoder."
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def first_nonfinite(state: Mapping[str, Any]) -> str | None:
+    """The name of the first floating-point tensor of ``state`` (nested mappings allowed) holding a NaN
+    or an infinity; None when every one is finite."""
+    for key, value in state.items():
+        if isinstance(value, Mapping):
+            inner = first_nonfinite(value)
+            if inner is not None:
+                return f"{key}.{inner}"
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return str(key)
+    return None
 
 
 def _tag(module: nn.Module, name: str, kwargs: dict[str, Any], contract: InputContract | None = None) -> nn.Module:
@@ -72,15 +91,18 @@ def save_encoder(module: nn.Module, path: str | Path, name: str, kwargs: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     # Clone so that tensors sharing storage (tied weights, views) can be written; safetensors refuses aliases.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    bad = first_nonfinite(tensors)
+    if bad is not None:  # an encoder of a diverged run is never exported
+        raise TrainingDiverged(f"refusing to write {path}: weight '{bad}' is not finite (the run diverged)")
     metadata = {"backbone": name, "kwargs": kwargs_json, "format": ENCODER_FORMAT}
     if contract is not None:
         metadata["input_contract"] = contract.to_json()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from vidssl.io import atomic_write
+
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata),
+                 sum(t.element_size() * t.numel() for t in tensors.values()), "the encoder")
+    # the same permissions as every other output (safetensors creates its file 0600)
+    os.chmod(path, 0o666 & ~_umask())
     return path
 
 
@@ -160,4 +182,5 @@ def load_encoder(path: str | Path) -> nn.Module:
     return loaders[path.suffix](path).eval()
 
 
-__all__ = ["BACKBONES", "InputContract", "build_backbone", "build_random_encoder", "load_encoder", "save_encoder"]
+__all__ = ["BACKBONES", "InputContract", "build_backbone", "build_random_encoder", "first_nonfinite", "load_encoder",
+           "save_encoder"]

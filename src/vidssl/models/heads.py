@@ -47,15 +47,25 @@ class KeyValueMemory(nn.Module):
     Keys are the unit rows of a learnable ``N×D`` matrix (the code's ``weight_norm`` with the
     gain fixed at 1 and untrained); values are an ``N×D`` parameter with truncated-normal
     init (std 0.02). Both are learned by backprop only; there is no write rule.
+    ``input_proj_layers``: φ's depth (``NUM_MLP_LAYERS_IN``): 2 = ``MLPHead(D→D→D·H)`` (the UCF
+    and R3D/R(2+1)D K400 configs), 1 = one bias-free ``Linear`` (the Slow-R18 K400 config).
     """
 
     def __init__(self, dim: int = 256, num_slots: int = 4096, num_heads: int = 1, scale: float = 16.0,
-                 input_proj: bool = True, output_proj: bool = False, residual: bool = False) -> None:
+                 input_proj: bool = True, output_proj: bool = False, residual: bool = False,
+                 input_proj_layers: int = 2) -> None:
         super().__init__()
         if num_slots % num_heads:
             raise ValueError(f"num_slots ({num_slots}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_heads, self.scale, self.residual = dim, num_heads, scale, residual
-        self.input_proj = MLPHead(dim, dim, dim * num_heads) if input_proj else None
+        if input_proj_layers not in (1, 2):
+            raise ValueError(f"input_proj_layers must be 1 or 2, got {input_proj_layers}")
+        if not input_proj:
+            self.input_proj = None
+        elif input_proj_layers == 1:
+            self.input_proj = nn.Linear(dim, dim * num_heads, bias=False)
+        else:
+            self.input_proj = MLPHead(dim, dim, dim * num_heads)
         bound = 1.0 / dim**0.5
         self.keys = nn.Parameter(torch.empty(num_slots, dim).uniform_(-bound, bound))
         self.values = nn.Parameter(nn.init.trunc_normal_(torch.empty(num_slots, dim), std=0.02))
@@ -186,3 +196,28 @@ class BraveHeads(nn.Module):
             return self.heads[view](embedding)
         d = embedding.shape[-1]
         return self.head(embedding, None if d == self._first_dim else self.input_layers[str(d)])
+
+
+# ---- GDT / STiCA (Patrick et al., ICCV 2021): mlp_v / mlp_a ----
+
+
+class GDTHead(nn.Sequential):
+    """GDT's projection head (``model.py:MLP``, B5): ``Dropout → Linear(no bias) → BN → ReLU → Dropout → Linear``.
+
+    ``in_dim → hidden_dim → out_dim`` (GDT: 512 → 512 → 256, dropout 0.3); ``mlp=False`` is GDT's
+    ``--use_mlp False``: one ``Linear(in_dim, out_dim)``. The output is not normalised (the methods
+    L2-normalise it).
+
+    Example:
+        >>> GDTHead(512, 512, 256)(torch.randn(4, 512)).shape
+        torch.Size([4, 256])
+    """
+
+    def __init__(self, in_dim: int = 512, hidden_dim: int = 512, out_dim: int = 256, dropout: float = 0.3,
+                 mlp: bool = True):
+        if mlp:
+            layers = [nn.Dropout(dropout), nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
+                      nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim)]
+        else:
+            layers = [nn.Linear(in_dim, out_dim)]
+        super().__init__(*layers)

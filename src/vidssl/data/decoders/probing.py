@@ -18,7 +18,8 @@ def probe(path: str | os.PathLike, count_frames: bool = True) -> VideoInfo:
 
     Raises:
         VideoDecodeError: the file does not exist, is empty, is not a video or has no
-            video stream.
+            video stream, or is a still image with a video file name (a PNG renamed ``.mp4``
+            would otherwise pass as a one-frame video).
     """
     import av
 
@@ -28,6 +29,12 @@ def probe(path: str | os.PathLike, count_frames: bool = True) -> VideoInfo:
         if not container.streams.video:
             raise VideoDecodeError(path, "no video stream")
         vstream = container.streams.video[0]
+        fmt = container.format.name or ""
+        if fmt == "image2" or fmt.endswith("_pipe"):  # an image demuxer: this is a picture
+            from vidssl.data.index import VIDEO_EXTENSIONS
+
+            if os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS:
+                raise VideoDecodeError(path, f"a still image ({vstream.codec_context.name}) named like a video, not a video")
         astreams = container.streams.audio
         fps = float(vstream.average_rate or vstream.guessed_rate or 0.0)
         width, height = vstream.codec_context.width, vstream.codec_context.height

@@ -211,18 +211,23 @@ def generate_demo(out: str | os.PathLike, size: str = "default", seed: int = 0, 
     spec = DEMO_SIZES[size]
     root = Path(out)
     meta = {"kind": "ucf101-demo", "size": size, "seed": int(seed), "version": FORMAT_VERSION}
-    if _prepare_root(root, meta):
-        return root
-    entries = [*CLASS_NAMES, "ucfTrainTestlist", "README.txt"]
-    _write_marker(root, meta, entries, complete=False)
+    from vidssl.data.demo.captions import CAPTIONS_FILE, write_captions
+
     tasks = [
         DemoClip(str(root), class_index, group, clip, int(seed), spec)
         for class_index in range(len(CLASS_NAMES))
         for group in range(1, spec.num_groups + 1)
         for clip in range(1, spec.clips_per_group + 1)
     ]
+    if _prepare_root(root, meta):
+        if not (root / CAPTIONS_FILE).is_file():  # written before the dataset had captions
+            write_captions(root, tasks)
+        return root
+    entries = [*CLASS_NAMES, "ucfTrainTestlist", "README.txt", CAPTIONS_FILE]
+    _write_marker(root, meta, entries, complete=False)
     _run_tasks(_encode_clip, tasks, workers)
     _write_split_files(root / "ucfTrainTestlist", tasks, spec.num_groups)
+    write_captions(root, tasks)
     _write_readme(root, spec, size, seed, len(tasks))
     _write_marker(root, meta, entries, complete=True, num_videos=len(tasks))
     return root
@@ -252,6 +257,7 @@ def _write_readme(root: Path, spec: DemoSize, size: str, seed: int, count: int) 
         "the background belongs to the group (shared by all classes), so one frame does not tell",
         "the class. Audio: a tone whose pitch is set by the digit (220 Hz * 2^(digit/4)), louder",
         "when the digit moves faster, and a click at each wall/floor hit or zoom reset.",
+        "captions.json: one caption per clip (colour, digit and motion, e.g. 'a red seven moves up').",
         "",
         "Classes:",
         *(f"  {i + 1:2d} {name}: {CLASS_DESCRIPTIONS[name]}" for i, name in enumerate(CLASS_NAMES)),

@@ -5,7 +5,8 @@ Layouts read (``format=`` of :func:`vidssl.data.index.build_manifest`):
 * ``folder``: ``ROOT/SPLIT/CLASS/*.mp4`` (SPLIT e.g. train/val/test), or ``ROOT/CLASS/*.mp4``
   (no split).
 * ``csv``: ``ROOT/{train,val,test}.csv`` with lines ``path label`` (PySlowFast / FGKVMemPred
-  lists; space, tab or comma separated; paths relative to ROOT or absolute).
+  lists; space, tab or comma separated; paths relative to ROOT; absolute or ``../`` paths outside ROOT
+  only with ``--allow-outside-root``).
 * ``ucf101``: ``classInd.txt`` + ``trainlist0N.txt`` / ``testlist0N.txt`` (N = 1..3), in ROOT or
   one folder below (e.g. ``ucfTrainTestlist/``); videos under ROOT (or ``ROOT/UCF-101``).
 * ``hmdb51``: ``<class>_test_splitN.txt`` (lines ``video 1|2|0``: 1 = train, 2 = test,

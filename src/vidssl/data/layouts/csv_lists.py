@@ -1,5 +1,6 @@
 """``csv`` layout: ``ROOT/{train,val,test}.csv`` with lines ``path label`` (PySlowFast / FGKVMemPred
-lists; space, tab or comma separated; paths relative to ROOT or absolute)."""
+lists; space, tab or comma separated; paths relative to ROOT, or absolute / outside ROOT when the
+manifest is built with ``allow_outside_root``, ``vidssl data index --allow-outside-root``)."""
 
 from __future__ import annotations
 

@@ -97,9 +97,11 @@ from vidssl.data.transforms.recipes import (
     brave_narrow_augment,
     byol_video_augment,
     eval_transform,
+    scale_blur_to_zoom,
 )
 
 __all__ = [
+    "scale_blur_to_zoom",
     "augment_flow",
     "BraveColorAugment", "CenterCrop", "ClipTransform", "ColorJitter", "Compose", "EvalTransform",
     "GaussianBlur", "Normalize", "RandConv", "RandomGrayscale", "RandomHorizontalFlip", "RandomResizedCrop",

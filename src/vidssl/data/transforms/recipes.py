@@ -23,16 +23,25 @@ from vidssl.data.transforms.geometry import RandomHorizontalFlip, RandomResizedC
 
 def byol_video_augment(crop_size: int = 112, mean=KINETICS_MEAN, std=KINETICS_STD,
                        crop_scale: tuple[float, float] = (0.2, 0.766), flip_p: float = 0.5,
-                       blur_p: float = 0.5) -> Compose:
-    """PySlowFast ρBYOL / FGKVMemPred pretraining view (MoCo-v2 style), uint8 clips → normalised floats.
+                       blur_p: float = 0.5, crop: bool = True) -> Compose:
+    """ρBYOL / FGKVMemPred pretraining view (MoCo-v2 style) with PySlowFast's parameters, uint8
+    clips → normalised floats.
 
-    Defaults are PySlowFast's: RandomResizedCrop area [0.2, 0.766], aspect [0.75, 1.333]; flip
+    Parameters are PySlowFast's: RandomResizedCrop area [0.2, 0.766], aspect [0.75, 1.333]; flip
     0.5; ColorJitter(0.6, 0.6, 0.6, hue 0.15) with p 0.8; grayscale 0.2; blur σ ∈ [0.1, 2] with
     p 0.5 (13 taps, enough for σ = 2; PySlowFast uses PIL's blur); normalise mean 0.45, std
     0.225. ``flip_p`` or ``blur_p`` of 0 leaves that step out.
+
+    ``crop=True``: the crop is drawn here, inside the square canvas the workers fit the frames to
+    (the tiny presets). ``crop=False``: the workers already cut PySlowFast's crop from the whole frame
+    (``vidssl.data.sampling.CropOptions``, the full presets); colour jitter, grayscale and blur then
+    run after the crop, where PySlowFast runs them before it at source resolution — equivalent for
+    the colour ops, and for the blur once its sigma is multiplied by the crop's zoom
+    (:func:`scale_blur_to_zoom`; tests/data/test_transforms.py shows the two orders agree).
     """
-    steps: list[ClipTransform] = [ToFloatClip(), RandomResizedCrop(crop_size, scale=tuple(crop_scale),
-                                                                   ratio=(0.75, 1.333))]
+    steps: list[ClipTransform] = [ToFloatClip()]
+    if crop:
+        steps.append(RandomResizedCrop(crop_size, scale=tuple(crop_scale), ratio=(0.75, 1.333)))
     if flip_p > 0:
         steps.append(RandomHorizontalFlip(flip_p))
     steps += [ColorJitter(0.6, 0.6, 0.6, 0.15, p=0.8), RandomGrayscale(0.2)]
@@ -40,6 +49,19 @@ def byol_video_augment(crop_size: int = 112, mean=KINETICS_MEAN, std=KINETICS_ST
         steps.append(GaussianBlur(kernel_size=13, sigma=(0.1, 2.0), p=blur_p))
     steps.append(Normalize(mean, std))
     return Compose(steps)
+
+
+def scale_blur_to_zoom(pipeline: Compose, params: dict, zoom: Tensor) -> dict:
+    """Multiply the sigma of every :class:`GaussianBlur` of ``pipeline`` in drawn ``params`` by ``zoom``
+    (``B``: output pixels per source pixel), so a blur after a worker crop equals the seed's blur
+    before it: blurring at source resolution with σ, then resizing by ``zoom``, is blurring the
+    resized image with σ·zoom."""
+    out = dict(params)
+    for index, transform in enumerate(pipeline.transforms):
+        key = f"{index}.sigma"
+        if isinstance(transform, GaussianBlur) and key in out:
+            out[key] = out[key] * zoom.to(out[key].device, out[key].dtype)
+    return out
 
 
 def _brave_view(crop_size: int) -> list[ClipTransform]:

@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from vidssl.errors import ConfigError
-from vidssl.models.backbones import audio, image, resnet3d, swin, tsm
+from vidssl.models.backbones import audio, image, resnet3d, stica, swin, tsm
 
 BACKBONES: dict[str, Any] = {
     **resnet3d.BUILDERS,
@@ -26,6 +26,7 @@ BACKBONES: dict[str, Any] = {
     **swin.BUILDERS,
     **audio.BUILDERS,
     **image.BUILDERS,
+    **stica.BUILDERS,
 }
 
 

@@ -37,8 +37,9 @@ bottom/right). By default we pad symmetrically (``k//2``, the PyTorch habit: sam
 one-pixel offset); ``tf_same_padding=True`` reproduces Haiku exactly, which is what a model
 loaded from BraVe's checkpoints needs to give BraVe's outputs.
 
-Initialisation follows Haiku: conv weights truncated-normal with variance 1/fan_in
-(``VarianceScaling(1.0, 'fan_in', 'truncated_normal')``), BN scale 1 / offset 0.
+Initialisation follows Haiku's ``Conv2D`` default: ``TruncatedNormal(stddev=1/sqrt(fan_in))``, a
+normal of that stddev cut at ±2 stddev (whose own standard deviation is 0.88/sqrt(fan_in): Haiku's
+default does not rescale for the truncation, unlike ``VarianceScaling``), BN scale 1 / offset 0.
 
 Converting BraVe's released ``.npy`` checkpoints
 -----------------------------------------------
@@ -218,11 +219,13 @@ def scaled_channels(channels: int, width_mult: float) -> int:
 
 
 def init_haiku_style(module: nn.Module) -> None:
-    """Haiku's defaults: conv ``TruncatedNormal(std=sqrt(1/fan_in)/.8796)`` cut at ±2σ; BN scale 1, offset 0."""
+    """Haiku's defaults: conv ``TruncatedNormal(stddev=sqrt(1/fan_in))`` cut at ±2 stddev (no
+    truncation correction: an earlier version divided by 0.8796 and drew weights 1.136× too large);
+    BN scale 1, offset 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-            std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
+            std = math.sqrt(1.0 / fan_in)
             nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
