@@ -87,7 +87,7 @@ def test_official_word_vector_files_load_frozen(tmp_path):
     torch.testing.assert_close(table, vectors)
     encoder = GDTTextEncoder(len(vocab), 300, 16, vectors=table)
     assert not encoder.word_embd.weight.requires_grad
-    tokens = torch.tensor([vocab.tokens("dog runs", 4)])
+    tokens = torch.from_numpy(vocab.tokens("dog runs", 4))[None]
     expected = torch.relu(encoder.fc1(vectors[[2, 3, 0, 0]])).max(dim=0).values
     torch.testing.assert_close(encoder(tokens)[0], expected)
     np.save(tmp_path / "objects.npy", np.array(["the", "dog", "runs"], dtype=object), allow_pickle=True)

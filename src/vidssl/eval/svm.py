@@ -63,6 +63,7 @@ def evaluate_svm(
     C: float | Sequence[float] = DEFAULT_C,
     num_classes: int | None = None,
     max_iter: int = 1000,
+    seed: int = 0,
 ) -> list[SVMResult]:
     """Fit StandardScaler + LinearSVC for each C and score the test set.
 
@@ -72,6 +73,9 @@ def evaluate_svm(
         test_features: ``M×V×D`` (V = K temporal × S spatial views) or ``M×D``.
         test_labels: ``M`` ints.
         C: one value or a sweep.
+        seed: ``random_state`` of liblinear's dual coordinate descent, which visits the samples in a
+            random order; without it two runs on the same features differ whenever the solver stops
+            at ``max_iter`` before converging (large C).
     Returns:
         One :class:`SVMResult` per C, in the order given.
     """
@@ -91,7 +95,7 @@ def evaluate_svm(
     results = []
     for value in [C] if np.isscalar(C) else list(C):
         # dual=True with squared hinge is sklearn 0.24's (BraVe's) default; newer sklearn says "auto".
-        model = LinearSVC(C=float(value), dual=True, max_iter=max_iter)
+        model = LinearSVC(C=float(value), dual=True, max_iter=max_iter, random_state=seed)
         with warnings.catch_warnings():  # max_iter 1000 as in the seed; non-convergence is expected at large C
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(scaled, labels)
