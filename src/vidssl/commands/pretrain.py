@@ -12,7 +12,7 @@ EPILOG = """examples:
   vidssl pretrain --preset byol_rho2_r3d18_demo_tiny --out runs/byol max_steps=50 optim.lr=0.5
   vidssl pretrain --out runs/fgkv_tiny --resume                  # reads runs/fgkv_tiny/config.yaml
   vidssl pretrain --out runs/fgkv_tiny --resume max_steps=2000   # overrides on top (not data/model keys)
-  torchrun --nproc-per-node 8 --max-restarts 3 -m vidssl.cli pretrain --preset P --out runs/x --auto-resume trainer.devices=8
+  TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --nproc-per-node 8 --max-restarts 3 -m vidssl.cli pretrain --preset P --out runs/x --auto-resume trainer.devices=8
 
 writes DIR/config.yaml, DIR/checkpoints/{last,best}.ckpt, DIR/metrics.csv (probe/acc = online
 linear probe top-1 when the data has labels), DIR/tensorboard/ and DIR/encoder.safetensors.
@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         for name in preset_names():
             print(name)
         return 0
+    from vidssl.distributed import check_elastic_restarts
+
+    check_elastic_restarts()  # before anything is written: a restarted group must be able to form
     if args.resume or (args.auto_resume and args.out and (Path(args.out) / "checkpoints" / "last.ckpt").is_file()):
         return _resume(args)
     if not args.preset:

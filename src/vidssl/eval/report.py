@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -182,12 +181,10 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``data`` as indented JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    from vidssl.io import atomic_write
+
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text), len(text), Path(path).name)
 
 
 def _fmt(value: Any) -> str:

@@ -35,6 +35,7 @@ from vidssl.errors import ConfigError, DataError, Interrupted, TrainingDiverged
 from vidssl.io import atomic_write, output_dir, tensor_bytes
 from vidssl.methods.config import PretrainConfig, apply_pretrain_overrides, pretrain_config_from_dict
 from vidssl.methods.guards import BufferSnapshot, divergence_advice, first_nonfinite
+from vidssl.methods.throughput import ThroughputLogger
 from vidssl.progress import HeartbeatCallback, is_terminal, quiet_lightning
 
 
@@ -70,9 +71,13 @@ def _csv_logger(out: Path, resume_step: int | None, flush_every: int):
 
     from lightning.pytorch.loggers import CSVLogger
 
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     previous: list[dict[str, str]] = []
     path = out / "metrics.csv"
-    if resume_step is not None and path.is_file():
+    # Only rank 0 logs, so only rank 0 touches the file: when every rank of a restarted torchrun group
+    # moved it aside, the slower rank's rename raised FileNotFoundError (the restart test's flake).
+    if resume_step is not None and path.is_file() and rank_zero_only.rank == 0:
         with open(path, newline="") as f:
             previous = [r for r in csv.DictReader(f) if r.get("step", "") != "" and int(r["step"]) < resume_step]
         path.replace(out / "metrics.csv.before-resume")
@@ -163,9 +168,8 @@ def _gather_invalid(data: StreamDataModule) -> dict[str, dict[str, Any]]:
 def write_json_atomic(data: Any, path: Path) -> None:
     import json
 
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, sort_keys=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text), len(text), path.name)
 
 
 def _trainer_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
@@ -214,7 +218,10 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
     root = prepare_data_root(cfg.data, log)
     manifest = open_manifest(root, cfg.data.format)
     output_dir(out)
-    save_yaml(to_dict(cfg), out / "config.yaml")
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # the other ranks of a group read it (resume) while it is written
+        save_yaml(to_dict(cfg), out / "config.yaml")
     if not resume:
         L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
@@ -235,7 +242,8 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
     from lightning.pytorch.callbacks import ModelSummary
 
     # the plain summary goes through logging, where quiet_lightning drops its "Total FLOPs: 0" line
-    extra = [BufferSnapshot(), InvalidViewLogger(audio_views), ModelSummary(max_depth=1)]
+    throughput = ThroughputLogger()  # throughput/data_wait_fraction and samples_per_s every step
+    extra = [BufferSnapshot(), InvalidViewLogger(audio_views), ModelSummary(max_depth=1), throughput]
     if cfg.trainer.progress_bar and not is_terminal():
         extra.append(HeartbeatCallback())  # a log, not a terminal: a plain line every ~30 s instead of a bar
     with quiet_lightning():
@@ -266,5 +274,9 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
             write_json_atomic(skipped, out / "skipped_videos.json")
             log(f"skipped {len(skipped)} unreadable videos (listed in {out / 'skipped_videos.json'}): "
                 + ", ".join(sorted(skipped)[:10]))
+        speed = throughput.summary()
+        if speed:
+            log(f"data wait {100 * speed['data_wait_fraction']:.0f}% of step time, {speed['samples_per_s']:.1f} samples/s "
+                f"on this process (after the first step; per step: throughput/* in metrics.csv and TensorBoard)")
         log(f"pretraining done: {out} (step {trainer.global_step}); encoder at {out / 'encoder.safetensors'}")
     return out
