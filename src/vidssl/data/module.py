@@ -41,6 +41,34 @@ class DataStream:
     data: Any
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` where affinity is unknown)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def loader_workers(requested: int, local_processes: int = 1, log: Callable[[str], None] | None = None) -> int:
+    """DataLoader workers for one process: ``requested``, or with -1 the process's share of the cores.
+
+    Each worker decodes with one thread, so more workers than cores only adds switching: when the
+    node's processes ask for more workers in all than twice its cores, ``log`` says so (the value
+    is kept; a user may know better, e.g. workers that mostly wait on a network file system).
+    """
+    cores = available_cores()
+    share = max(1, cores // max(1, local_processes))
+    if requested == -1:
+        return share
+    if log is not None and requested * local_processes > 2 * cores:
+        log(f"data.num_workers={requested} per process x {local_processes} process(es) = "
+            f"{requested * local_processes} decode workers on {cores} cores: oversubscribed, each worker decodes "
+            f"with one thread; data.num_workers=-1 uses {share} per process")
+    return requested
+
+
 def prepare_data_root(data: Any, log: Callable[[str], None] = print) -> Path:
     """The stream's data root; the embedded dataset is generated there first when the config asks for it.
 
@@ -52,11 +80,12 @@ def prepare_data_root(data: Any, log: Callable[[str], None] = print) -> Path:
         if not data.generate_demo:
             raise DataError(f"data root '{root}' does not exist; set data.root=PATH (or generate the demo: "
                             f"`vidssl data demo --out {root}`)")
-        from vidssl.data.demo import generate_demo
+        from vidssl.data.demo import generate_demo, generate_movie_demo
 
-        log(f"data root {root} does not exist: generating the embedded demo dataset there "
+        movies = getattr(data, "demo_variant", "clips") == "movies"
+        log(f"data root {root} does not exist: generating the embedded {'movie ' if movies else ''}demo dataset there "
             f"(size={data.demo_size}, seed={data.demo_seed}) ...")
-        generate_demo(root, size=data.demo_size, seed=data.demo_seed)
+        (generate_movie_demo if movies else generate_demo)(root, size=data.demo_size, seed=data.demo_seed)
         log(f"wrote the demo dataset to {root}")
     return root
 
@@ -113,6 +142,12 @@ class StreamDataModule(L.LightningDataModule):
         step = int(trainer.global_step) if trainer is not None else 0
         return max(step, self._resume_position)
 
+    def _local_world(self) -> int:
+        """Training processes on this node (they share its cores)."""
+        trainer = getattr(self, "trainer", None)
+        devices = getattr(trainer, "num_devices", 1) if trainer is not None else 1
+        return max(1, int(devices or 1))
+
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
@@ -143,10 +178,11 @@ class StreamDataModule(L.LightningDataModule):
                             "a resumed run must read the same data (check data.root / split / fold)")
         sampler = StreamSampler(len(dataset), per_rank, seed=self.seed, rank=rank, world_size=world,
                                 position=self._position, cycle=name != self.primary)
-        workers = data.num_workers
+        workers = loader_workers(data.num_workers, self._local_world(), self.log if name == self.primary else None)
         return torch.utils.data.DataLoader(
             dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=True, collate_fn=collate,
             pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+            prefetch_factor=data.prefetch_factor if workers > 0 else None,
             multiprocessing_context=worker_context(workers),
             # own generator: creating an iterator must not consume the global RNG (exact resume)
             generator=torch.Generator().manual_seed(self.seed),

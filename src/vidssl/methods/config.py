@@ -67,11 +67,17 @@ class DataConfig:
     fold: int = checked(1, ge=1)
     batch_size: int = checked(64, ge=2, why="BatchNorm and the batch-wise losses need at least 2 clips")
     repeats: int = checked(1, ge=1)
-    num_workers: int = checked(4, ge=0)
+    # DataLoader workers per process; -1 = one per core this process may use (its share of the node's
+    # cores when several processes train on one node). Each worker decodes with one thread.
+    num_workers: int = checked(4, ge=0, also=(-1,))
+    # batches each worker prepares ahead (PyTorch's prefetch_factor)
+    prefetch_factor: int = checked(2, ge=1)
     decoder: str = checked("pyav", choices=("pyav", "torchcodec"))
     generate_demo: bool = False
     demo_size: Literal["tiny", "default"] = "default"
     demo_seed: int = 0
+    # which embedded dataset generate_demo writes: the action clips or the "movie" variant (scenes of shots)
+    demo_variant: Literal["clips", "movies"] = "clips"
 
 
 @dataclass
