@@ -23,7 +23,10 @@ COMMAND_MODULES = [
     "vidssl.commands.pretrain",
     "vidssl.commands.extract",
     "vidssl.commands.eval",
+    "vidssl.commands.segment",
     "vidssl.commands.report",
+    "vidssl.commands.bench",
+    "vidssl.commands.tokenizer",
 ]
 
 EPILOG = """examples:

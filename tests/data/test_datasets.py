@@ -18,6 +18,27 @@ from vidssl.data.index import build_manifest
 from vidssl.data.sampling import ClipPlan, RandomClipPlan, ShotWindowPlan, UniformClipsPlan, ViewSpec, ViewsPlan
 from vidssl.errors import DataError, UserError
 
+def _torchcodec_works() -> bool:
+    try:
+        from vidssl.data.decode import TorchCodecDecoder
+
+        TorchCodecDecoder()
+    except UserError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True, params=["pyav", pytest.param("torchcodec", marks=pytest.mark.skipif(
+    not _torchcodec_works(), reason="torchcodec (with a system FFmpeg) not installed: pip install 'vidssl[torchcodec]'"))])
+def decoder_backend(request, monkeypatch):
+    """Every dataset test runs with each decoder backend: ``decoder="pyav"`` (the default) is swapped for it."""
+    import vidssl.data.datasets as datasets
+
+    chosen, real = request.param, datasets.get_decoder
+    monkeypatch.setattr(datasets, "get_decoder", lambda name="pyav", **kw: real(chosen if name == "pyav" else name, **kw))
+    return chosen
+
+
 TWO_VIEWS = ViewsPlan([
     ViewSpec("narrow", num_frames=8, stride=1, canvas=(32, 32)),
     ViewSpec("broad", num_frames=8, stride=4, canvas=(16, 16), align_to="narrow"),

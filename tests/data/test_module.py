@@ -41,7 +41,7 @@ def test_loader_uses_the_configured_workers_and_prefetch(demo_root, monkeypatch)
     assert loader.num_workers == 3 and loader.prefetch_factor == 5 and loader.persistent_workers
 
 
-@pytest.mark.parametrize("override, message", [("data.num_workers=-2", "num_workers"),
+@pytest.mark.parametrize("override, message", [("data.num_workers=-2", "num_workers must be >= 0 or -1"),
                                                ("data.prefetch_factor=0", "prefetch_factor")])
 def test_bad_loader_values_are_refused(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -161,3 +163,23 @@ def test_online_probe_standardises_the_embedding():
     assert [n for n, _ in probe.named_parameters()] == ["1.weight", "1.bias"]
     x = torch.randn(16, 6)
     assert torch.allclose(probe(x), probe(100.0 * x + 5.0), atol=1e-4)
+
+
+def test_channels_last_covers_2d_and_3d_convs_in_one_model():
+    # GDT (3-D video + 2-D audio convs) and BaSSL (2-D shot encoder): module.to(channels_last_3d) raised
+    # "required rank 5 tensor" on the first 4-D weight, so such runs died at the start on a GPU.
+    from vidssl.methods.base import to_channels_last
+
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.BatchNorm3d(4), torch.nn.Conv2d(4, 5, 3),
+                                torch.nn.Linear(5, 2))
+    with pytest.raises(RuntimeError, match="rank 5"):
+        copy.deepcopy(model).to(memory_format=torch.channels_last_3d)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    to_channels_last(model)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert model[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous() and not model[2].weight.is_contiguous()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the layout changes, never the values
+    video = torch.randn(2, 3, 5, 7, 7).contiguous(memory_format=torch.channels_last_3d)
+    assert model[2](model[1](model[0](video))[:, :, 0]).shape == (2, 5, 3, 3)

@@ -20,7 +20,7 @@ PRESET = "byol_rho2_r3d18_demo_tiny"
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=1", "data.batch_size must be >= 2"),
     ("data.batch_size=0", "data.batch_size must be >= 2"),
-    ("data.num_workers=-1", "data.num_workers must be >= 0"),
+    ("data.num_workers=-2", "data.num_workers must be >= 0 or -1"),
     ("method.num_frames=0", "method.num_frames must be >= 1"),
     ("optim.lr=-0.1", "optim.lr must be >= 0"),
     ("trainer.precision=bf17", "trainer.precision: 'bf17' is not one of"),

@@ -33,7 +33,7 @@ CHECK_EPILOG = """examples:
   vidssl data check ~/hmdb51_manifest.json         # a manifest written with --out
 """
 
-FORMATS = ["auto", "folder", "ucf101", "hmdb51", "csv", "kinetics"]
+FORMATS = ["auto", "folder", "ucf101", "hmdb51", "csv", "kinetics", "movienet"]
 
 
 def register(subparsers) -> None:
@@ -78,11 +78,18 @@ def register(subparsers) -> None:
     check.add_argument("--workers", type=int, default=None, help="probing and decoding threads")
     check.add_argument("--fast", action="store_true",
                        help="decode only the first second of each file (default: every frame and the whole audio track)")
+    from vidssl.commands import data_prepare, data_shots
+
+    data_prepare.register(sub)
+    data_shots.register(sub)
     parser.set_defaults(func=run, _data_parser=parser)
 
 
 def run(args) -> int:
-    commands = {"demo": run_demo, "index": run_index, "check": run_check}
+    from vidssl.commands import data_prepare, data_shots
+
+    commands = {"demo": run_demo, "index": run_index, "check": run_check, "prepare": data_prepare.run,
+                "shots": data_shots.run}
     if args.data_command is None:
         args._data_parser.print_help()
         return 2

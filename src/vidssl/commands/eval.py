@@ -85,7 +85,8 @@ def register(subparsers) -> None:
     finetune = sub.add_parser("finetune", help="end-to-end fine-tuning (GDT/STiCA or FGKVMemPred recipe)",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(finetune, None)
-    finetune.add_argument("--preset", default="gdt", help="gdt (default), fgkvmem, fgkvmem_linear, tiny")
+    finetune.add_argument("--preset", "--protocol", dest="preset", default="gdt",
+                          help="gdt (default), fgkvmem, fgkvmem_linear, bevt, bevt_ssv2, bevt_tiny, tiny")
     finetune.add_argument("--views", help="view protocol (default: the encoder's input contract's, else the preset's)")
     finetune.add_argument("--clips", type=int, help="override K, temporal clips per test video")
     finetune.add_argument("--crops", type=int, help="override S, spatial crops per clip")
@@ -102,6 +103,10 @@ def register(subparsers) -> None:
                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(retrieval, DEFAULT_VIEWS["retrieval"])
     retrieval.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20])
+
+    from vidssl.commands.segment import add_scenes_parser  # BaSSL's scene protocol (its own runner)
+
+    add_scenes_parser(sub)
 
     parser.set_defaults(func=run)
 

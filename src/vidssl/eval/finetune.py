@@ -78,6 +78,16 @@ class FinetuneConfig:
     eval_every_epoch_from: int = -1  # ≥ 0: also score the test set after each such epoch (best-epoch number)
     num_workers: int = 0
     seed: int = 0
+    # BEVT (vidssl.methods.bevt_finetune): AdamW with layer-wise lr decay (< 1) and the backbone at
+    # backbone_lr/head_lr, label smoothing, a weight EMA used for the test (momentum 0 = off), gradient
+    # clipping (0 = off), the backbone's drop-path rate (< 0: as built)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float = 1.0
+    label_smoothing: float = 0.0
+    ema_momentum: float = 0.0
+    grad_clip: float = 0.0
+    drop_path: float = -1.0
 
 
 FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
@@ -93,6 +103,26 @@ FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
         protocol="fgkvmem", epochs=100, head_lr=0.1, backbone_lr=0.0, weight_decay=0.0, nesterov=True,
         schedule="warmup_cosine", warmup_epochs=5, warmup_start_lr=1e-4, clips_per_video=1, freeze_backbone=True,
         head_init="default",
+    ),
+    # BEVT §3.9 (K400 config): AdamW 3e-4, wd 1e-3, layer-wise decay 0.9, 60 epochs cosine after 2.5 warm-up
+    # epochs from 0.1×, batch 64, dropout 0.5, drop path 0.3, clip 40; test 4 × 3 views (bevt_k400 views).
+    "bevt": FinetuneConfig(
+        protocol="bevt_k400", epochs=60, batch_size=64, head_lr=3e-4, backbone_lr=3e-4, weight_decay=1e-3,
+        optimizer="adamw", layer_decay=0.9, schedule="warmup_cosine", warmup_epochs=2.5, warmup_start_lr=3e-5,
+        clips_per_video=1, dropout=0.5, head_init="default", grad_clip=40.0, drop_path=0.3,
+    ),
+    # BEVT §3.9 (SSv2 config): AdamW 5e-4, wd 0.05, backbone lr ×0.1, label smoothing 0.1, EMA, drop path 0.4,
+    # no clipping; test 1 × 3 views (bevt_ssv2 views). RandAugment / RandomErasing are not implemented.
+    "bevt_ssv2": FinetuneConfig(
+        protocol="bevt_ssv2", epochs=60, batch_size=64, head_lr=5e-4, backbone_lr=5e-5, weight_decay=0.05,
+        optimizer="adamw", schedule="warmup_cosine", warmup_epochs=2.5, warmup_start_lr=5e-5, clips_per_video=1,
+        dropout=0.5, head_init="default", label_smoothing=0.1, ema_momentum=0.0002, drop_path=0.4,
+    ),
+    # The BEVT recipe at the embedded dataset's scale (CPU): demo views, 30 epochs.
+    "bevt_tiny": FinetuneConfig(
+        protocol="demo", epochs=30, batch_size=16, head_lr=1e-3, backbone_lr=1e-3, weight_decay=0.05,
+        optimizer="adamw", layer_decay=0.75, schedule="warmup_cosine", warmup_epochs=2, warmup_start_lr=1e-4,
+        clips_per_video=1, dropout=0.5, head_init="default", grad_clip=40.0, drop_path=0.1,
     ),
     "tiny": FinetuneConfig(
         protocol="demo_quick", epochs=2, batch_size=4, head_lr=0.01, backbone_lr=0.001, warmup_epochs=1,
@@ -158,6 +188,15 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
             self.model = model
             self.augment = augment
             self.unreadable: dict[str, str] = {}  # train videos excluded (path -> reason)
+            self.ema = None
+            if cfg.ema_momentum > 0:
+                from vidssl.methods.bevt_finetune import ParamEMA
+
+                self.ema = ParamEMA(model, cfg.ema_momentum)
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            if self.ema is not None:
+                self.ema.update(self.model, self.global_step)
 
         def train(self, mode: bool = True):
             super().train(mode)
@@ -174,7 +213,7 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
                 inputs = self.augment(clip_batch(batch))
             logits = self.model(inputs)
             labels = batch["label"].long()
-            loss = nn.functional.cross_entropy(logits, labels)
+            loss = nn.functional.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
             accuracy = (logits.argmax(dim=1) == labels).float().mean()
             self.log_dict({"train/loss": loss, "train/top1": accuracy}, prog_bar=True, on_step=True, on_epoch=True,
                           batch_size=len(labels))
@@ -185,7 +224,14 @@ def _lightning_module(model: Classifier, cfg: FinetuneConfig, augment: nn.Module
             if not cfg.freeze_backbone:
                 groups.append({"params": list(self.model.backbone.parameters()), "lr": cfg.backbone_lr,
                                "weight_decay": cfg.weight_decay})
-            optimizer = torch.optim.SGD(groups, lr=cfg.head_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+            if cfg.optimizer == "adamw":
+                from vidssl.methods.bevt_finetune import finetune_param_groups
+
+                groups = finetune_param_groups(self.model, cfg.head_lr, cfg.weight_decay, cfg.layer_decay,
+                                               cfg.backbone_lr / cfg.head_lr)
+                optimizer = torch.optim.AdamW(groups, lr=cfg.head_lr, betas=tuple(cfg.betas))
+            else:
+                optimizer = torch.optim.SGD(groups, lr=cfg.head_lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda step: lr_multiplier(cfg, step / steps_per_epoch)
             )
@@ -271,6 +317,11 @@ def finetune(
     if cfg.head_lr <= 0 or cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError(f"fine-tuning needs head_lr > 0, epochs >= 1 and batch_size >= 1 "
                           f"(got {cfg.head_lr}, {cfg.epochs}, {cfg.batch_size})")
+    if not (0 < cfg.layer_decay <= 1 and 0 <= cfg.label_smoothing < 1 and 0 <= cfg.ema_momentum < 1 and cfg.grad_clip >= 0):
+        raise ConfigError(f"fine-tuning needs 0 < layer_decay <= 1, 0 <= label_smoothing < 1, 0 <= ema_momentum < 1 and "
+                          f"grad_clip >= 0 (got {cfg.layer_decay}, {cfg.label_smoothing}, {cfg.ema_momentum}, {cfg.grad_clip})")
+    if cfg.layer_decay != 1 and cfg.optimizer != "adamw":
+        raise ConfigError("layer_decay applies to optimizer=adamw (the BEVT recipe); set optimizer=adamw or layer_decay=1")
     if protocol is None:
         protocol = protocol_for(backbone, cfg.protocol, **(protocol_overrides or {})).protocol
     torch_device = pick_device(device)
@@ -280,6 +331,10 @@ def finetune(
     # The backbone may arrive frozen (load_eval_encoder); fine-tuning trains it, the linear variant does not.
     for parameter in model.backbone.parameters():
         parameter.requires_grad_(not cfg.freeze_backbone)
+    if cfg.drop_path >= 0:
+        if not hasattr(model.backbone, "set_drop_path"):
+            raise ConfigError(f"drop_path={cfg.drop_path}: this backbone has no drop path to set (use drop_path=-1)")
+        model.backbone.set_drop_path(cfg.drop_path)
     model.train()
     if cfg.freeze_backbone:  # a frozen backbone keeps its BN statistics (eval mode throughout)
         model.backbone.eval()
@@ -313,6 +368,7 @@ def finetune(
         accelerator="gpu" if torch_device.type == "cuda" else "cpu",
         devices=1,
         precision="bf16-mixed" if torch_device.type == "cuda" else "32-true",
+        gradient_clip_val=cfg.grad_clip or None,
         logger=CSVLogger(out_dir, name=f"fold{fold}", version=""),
         enable_checkpointing=False,
         enable_progress_bar=progress,
@@ -323,6 +379,8 @@ def finetune(
         default_root_dir=out_dir,
     )
     trainer.fit(module, train_loader)
+    if module.ema is not None:  # BEVT (mmcv EMAHook): the test sees the averaged weights
+        module.ema.copy_to(model)
     model = model.to(torch_device)
     unreadable = dict(test_set.failures()) if hasattr(test_set, "failures") else {}
     listed = len(test_set) + len(unreadable)

@@ -95,6 +95,13 @@ PROTOCOLS: dict[str, ViewProtocol] = {
     # Embedded dataset (64×64 square videos, 25 fps), CPU-sized: 2 temporal clips × 1 centre crop (3 crops
     # of a square frame differ by a few pixels), train features from the same views (no augmented passes).
     "demo": ViewProtocol("demo", 8, 2, (64, 64), 56, 2, 1, "long_side", "demo", train_passes=0),
+    # BEVT fine-tuning (bassl-fgkvmem-bevt.md §3.9): 32 frames every 2nd, 224 crops, ImageNet mean/std; K400
+    # tests 4 × 3 crops, SSv2 1 × 3. Departures: the seed tests at a 224 short side (here the 256 canvas),
+    # averages softmax probabilities (here logits) and samples SSv2 TSN-style (here every 2nd frame).
+    "bevt_k400": ViewProtocol("bevt_k400", 32, 2, (256, 340), 224, 4, 3, "long_side", "bevt_k400",
+                              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    "bevt_ssv2": ViewProtocol("bevt_ssv2", 32, 2, (256, 340), 224, 1, 3, "long_side", "bevt_ssv2",
+                              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     # Fastest: 1 centre view (tests, `vidssl demo --quick`).
     "demo_quick": ViewProtocol("demo_quick", 8, 2, (64, 64), 56, 1, 1, "long_side", "demo", train_passes=1),
 }
@@ -266,12 +273,28 @@ def _demo_train_view(protocol: ViewProtocol):
     return [T.RandomResizedCrop(protocol.crop_size, scale=(0.4, 1.0)), T.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8)]
 
 
+def _bevt_k400_train_view(protocol: ViewProtocol):
+    # BEVT K400 fine-tuning (§3.9): RandomResizedCrop (area 0.08-1, aspect 3/4-4/3), flip 0.5.
+    from vidssl.data import transforms as T
+
+    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)), T.RandomHorizontalFlip(0.5)]
+
+
+def _bevt_ssv2_train_view(protocol: ViewProtocol):
+    # BEVT SSv2 fine-tuning (§3.9): the same crop, no flip (RandAugment and RandomErasing not implemented).
+    from vidssl.data import transforms as T
+
+    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))]
+
+
 #: Random train views by name (each a list of float ``B×C×T×H×W`` transforms).
 TRAIN_AUGMENTS: dict[str, Callable[[ViewProtocol], list]] = {
     "brave": _brave_train_view,
     "gdt": _gdt_train_view,
     "fgkvmem": _fgkvmem_train_view,
     "demo": _demo_train_view,
+    "bevt_k400": _bevt_k400_train_view,
+    "bevt_ssv2": _bevt_ssv2_train_view,
 }
 
 

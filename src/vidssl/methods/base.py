@@ -100,6 +100,24 @@ def collapse_stats(embedding: Tensor) -> dict[str, Tensor]:
     return {"embedding_std": std, "effective_rank": rank}
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Every 5-D parameter/buffer (3-D conv weights) in ``channels_last_3d``, every 4-D one (2-D convs:
+    audio nets, image encoders) in ``channels_last``; the rest unchanged. In place; returns ``model``.
+
+    ``model.to(memory_format=torch.channels_last_3d)`` cannot do this: it raises "required rank 5
+    tensor" on the first 4-D weight, so any method with a 2-D conv (GDT's audio ResNet, BaSSL's shot
+    encoder) failed at the start of a GPU run.
+    """
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for name, tensor in tensors.items():
+                if tensor is None or tensor.dim() not in (4, 5):
+                    continue
+                layout = torch.channels_last_3d if tensor.dim() == 5 else torch.channels_last
+                tensor.data = tensor.data.contiguous(memory_format=layout)
+    return model
+
+
 class SSLMethod(L.LightningModule):
     """Base of every self-supervised method (see the module docstring for the hooks).
 
@@ -213,9 +231,10 @@ class SSLMethod(L.LightningModule):
         return frame_rate(stride, self.cfg.method.target_fps)
 
     def to_model_layout(self, x: Tensor) -> Tensor:
-        """channels-last-3d on GPU (faster 3-D convs under bf16), unchanged on CPU."""
-        if self.cfg.trainer.channels_last and x.is_cuda and x.dim() == 5:
-            return x.contiguous(memory_format=torch.channels_last_3d)
+        """Channels-last on GPU (faster convs under bf16): ``channels_last_3d`` for a 5-D input, ``channels_last``
+        for a 4-D one (spectrograms, images); unchanged on CPU."""
+        if self.cfg.trainer.channels_last and x.is_cuda and x.dim() in (4, 5):
+            return x.contiguous(memory_format=torch.channels_last_3d if x.dim() == 5 else torch.channels_last)
         return x
 
     def primary_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +282,7 @@ class SSLMethod(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.cfg.trainer.channels_last and self.device.type == "cuda":
-            self.to(memory_format=torch.channels_last_3d)  # 5-D conv weights; inputs follow in to_model_layout
+            to_channels_last(self)  # conv weights; inputs follow in to_model_layout
 
     def _probe_step(self, embedding: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Linear probe on the DETACHED embedding: its loss reaches only ``self.probe``."""

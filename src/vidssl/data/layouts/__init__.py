@@ -11,6 +11,7 @@ Layouts read (``format=`` of :func:`vidssl.data.index.build_manifest`):
   one folder below (e.g. ``ucfTrainTestlist/``); videos under ROOT (or ``ROOT/UCF-101``).
 * ``hmdb51``: ``<class>_test_splitN.txt`` (lines ``video 1|2|0``: 1 = train, 2 = test,
   0 = unused), in ROOT or one folder below; videos in ``<class>/`` folders.
+* ``movienet``: MovieNet-SSeg (``anno/anno.*.ndjson`` + frame tables + keyframes; :mod:`.movienet`).
 * ``kinetics``: CSVs with header ``label,youtube_id,time_start,time_end,split``; a video is
   ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ROOT (split/class folders or flat).
 
@@ -34,6 +35,7 @@ from vidssl.data.layouts.csv_lists import read_csv_lists
 from vidssl.data.layouts.folder import read_folder
 from vidssl.data.layouts.hmdb51 import _HMDB_RE, read_hmdb51
 from vidssl.data.layouts.kinetics import KINETICS_COLUMNS, _kinetics_csvs, read_kinetics
+from vidssl.data.layouts.movienet import is_movienet, read_movienet_layout
 from vidssl.data.layouts.ucf101 import read_ucf101
 from vidssl.errors import DataError
 
@@ -55,12 +57,15 @@ LAYOUTS = {
     "ucf101": read_ucf101,
     "hmdb51": read_hmdb51,
     "kinetics": read_kinetics,
+    "movienet": read_movienet_layout,
 }
 
 
 def detect_format(root: str | os.PathLike) -> str:
     """The layout of ROOT: ucf101 > hmdb51 > kinetics > csv > folder (first that matches)."""
     root = _check_root(root)
+    if is_movienet(root):  # anno/anno.*.ndjson (MovieNet-SSeg, BaSSL)
+        return "movienet"
     if _find(root, "classInd.txt"):
         return "ucf101"
     if any(_HMDB_RE.match(p.name) for p in _find(root, "*_test_split*.txt")):

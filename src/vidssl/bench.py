@@ -1,0 +1,382 @@
+"""``vidssl bench``: where a preset's training time goes, against plain PyTorch, in one process.
+
+For one preset, :func:`bench_preset` measures (samples = items of the primary stream after repeated
+augmentation is flattened, as :func:`vidssl.methods.throughput.samples_in_batch` counts them):
+
+* **step**: vidssl's training step on a batch already in device memory (synthetic, shaped like the
+  loader's: :func:`vidssl.data.synthetic.synthetic_batch`), run by the real engine (Lightning
+  ``Trainer`` with the run's precision — bf16 on GPU —, channels-last-3d and ``torch.compile`` as the
+  preset sets them, the online probe, logging and EMA updates);
+* **plain**: the same model and loss in plain fp32 eager PyTorch: the same method object's
+  ``augment`` → ``compute_loss`` → ``backward`` → the same optimiser → EMA update, in a bare loop (no
+  Lightning, no autocast, no channels-last, no compile, no probe, no logging);
+* **loader**: the preset's DataLoaders alone (every stream, the run's workers), samples/s;
+* **end-to-end**: a real ``vidssl pretrain`` of a few steps (temporary run directory), samples/s
+  and the fraction of step time spent waiting for data (:class:`~vidssl.methods.throughput.ThroughputLogger`);
+* on a GPU also: peak memory per sample of the step, FLOPs per sample (counted with
+  ``torch.utils.flop_counter`` on the plain step) and MFU against the card's dense bf16 peak, and the
+  largest batch of the step that fits (doubling the batch until out of memory).
+
+Step times are medians over the timed steps (robust to load spikes from other jobs). Ratios reported: ``step / plain`` (what the engine's defaults buy; ≈ 1 or below on CPU, where both
+are fp32 eager and vidssl does more bookkeeping), ``end-to-end / step`` (how much of the in-memory
+speed survives the data path), ``loader / step`` (can the loader keep up) and the data-wait fraction.
+
+On CPU every preset is benchmarked through its *tiny twin* (the ``*_tiny`` preset of the same method
+with the nearest name), on the tiny embedded dataset generated once under ``data_cache``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vidssl.errors import ConfigError
+
+__all__ = ["BenchOptions", "bench_preset", "format_result", "tiny_twin", "presets_for_all", "DENSE_BF16_PEAK"]
+
+#: Dense bf16 tensor-core peak FLOP/s by GPU name fragment (vendor data sheets; SXM parts).
+DENSE_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
+
+
+@dataclass
+class BenchOptions:
+    """What :func:`bench_preset` runs.
+
+    ``batch`` None: the preset's batch on GPU, 8 on CPU. ``workers`` None: the preset's. ``data_cache``:
+    where demo datasets are generated when a preset's data root does not exist. ``overrides``: preset
+    ``key=value`` overrides applied before anything else.
+    """
+
+    steps: int = 3
+    warmup: int = 1
+    batch: int | None = None
+    workers: int | None = None
+    loader_batches: int = 4
+    end_to_end: bool = True
+    largest_batch: bool = True
+    data_cache: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "vidssl-bench-data"))
+    overrides: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "loader_batches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.batch is not None and self.batch < 2:
+            raise ConfigError(f"--batch must be at least 2 (BatchNorm and batch-wise losses), got {self.batch}")
+
+
+def tiny_twin(preset: str) -> str:
+    """The ``*_tiny`` preset of the same method with the longest common name prefix (itself if tiny)."""
+    from vidssl.config import preset_names
+    from vidssl.methods.train import load_pretrain_config
+
+    if "tiny" in preset:
+        return preset
+    method = load_pretrain_config(preset).method.name
+    candidates = [p for p in preset_names() if "tiny" in p and load_pretrain_config(p).method.name == method]
+    if not candidates:
+        raise ConfigError(f"preset {preset} ({method}) has no *_tiny twin to run on CPU; run it on a GPU")
+    return max(candidates, key=lambda p: (len(os.path.commonprefix([p, preset])), -len(p)))
+
+
+def presets_for_all(gpu: bool) -> list[str]:
+    """``--all``: every full preset on a GPU, every tiny preset on CPU."""
+    from vidssl.config import preset_names
+
+    return [p for p in preset_names() if ("tiny" in p) != gpu]
+
+
+def _data_configs(cfg) -> list:
+    return [cfg.data] + list(getattr(cfg, "streams", {}).values())
+
+
+def _bench_config(preset: str, options: BenchOptions, gpu: bool):
+    """The preset's config for the benchmark: batch, workers, demo data under the cache when missing."""
+    from vidssl.methods.train import load_pretrain_config
+
+    cfg = load_pretrain_config(preset, options.overrides)
+    batch = options.batch or (cfg.data.batch_size if gpu else 8)
+    for data in _data_configs(cfg):
+        data.batch_size = batch
+        if options.workers is not None:
+            data.num_workers = options.workers
+        if not Path(data.root).expanduser().exists() and data.generate_demo:
+            variant = getattr(data, "demo_variant", "clips")
+            data.root = os.path.join(options.data_cache, f"{variant}-{'default' if gpu else 'tiny'}")
+            data.demo_size = "default" if gpu else "tiny"
+    cfg.trainer.progress_bar = False
+    cfg.trainer.checkpoint_every = 10**6
+    return cfg
+
+
+class _Repeat(torch.utils.data.Dataset):
+    """The same in-memory batch ``count`` times (a loader that never waits)."""
+
+    def __init__(self, batch: Any, count: int):
+        self.batch, self.count = batch, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Any:
+        return self.batch
+
+
+class _StepClock:
+    """Host time at the end of every training batch (after a device sync: benchmark timing only)."""
+
+    def __init__(self, device: torch.device):
+        import lightning as L
+
+        clock = self
+
+        class Callback(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                clock.ends.append(time.perf_counter())
+
+        self.ends: list[float] = []
+        self.callback = Callback()
+
+    def seconds_per_step(self, warmup: int) -> float:
+        """Median step time after ``warmup`` steps (the median resists other jobs' load spikes)."""
+        ends = self.ends[max(warmup, 1) - 1:]
+        return statistics.median(b - a for a, b in zip(ends, ends[1:]))
+
+
+def _method(cfg, num_classes: int):
+    from vidssl.methods import METHODS
+
+    return METHODS[cfg.method.name](cfg, num_classes=num_classes)
+
+
+def _vidssl_step(cfg, batch, num_classes: int, device: torch.device, options: BenchOptions) -> float:
+    """Seconds per vidssl training step on ``batch`` (already on the device), through the engine."""
+    import lightning as L
+
+    from vidssl.methods.train import _trainer_kwargs
+    from vidssl.progress import quiet_lightning
+
+    method = _method(cfg, num_classes)
+    clock = _StepClock(device)
+    total = max(options.warmup, 1) + options.steps
+    loader = torch.utils.data.DataLoader(_Repeat(batch, total), batch_size=None, collate_fn=lambda b: b)
+    kwargs = _trainer_kwargs(cfg)
+    kwargs.update(max_steps=total, max_epochs=1, enable_progress_bar=False, log_every_n_steps=1,
+                  devices=1, num_nodes=1, strategy="auto")
+    with quiet_lightning():
+        trainer = L.Trainer(**kwargs, logger=False, enable_checkpointing=False, callbacks=[clock.callback],
+                            enable_model_summary=False)
+        trainer.fit(method, train_dataloaders=loader)
+    return clock.seconds_per_step(options.warmup)
+
+
+def _plain_step(cfg, batch, num_classes: int, device: torch.device) -> tuple[Callable[[], None], Any]:
+    """The same model and loss in plain fp32 eager PyTorch: a closure running one step, and the method."""
+    from vidssl.methods.base import ema_update
+    from vidssl.optim import build_optimizer
+
+    plain_cfg = copy.deepcopy(cfg)
+    plain_cfg.trainer.compile = False
+    plain_cfg.trainer.channels_last = False
+    method = _method(plain_cfg, num_classes).to(device)
+    method.train()
+    optimizer = build_optimizer(plain_cfg.optim, method.param_groups(), device_type=device.type)
+    pairs = [(method.get_submodule(o), method.get_submodule(t)) for o, t in method._ema_pairs]
+
+    def step() -> None:
+        views = method.augment(batch)
+        loss = method.compute_loss(views, batch)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for online, target in pairs:
+                ema_update(online, target, 0.99)
+
+    return step, method
+
+
+def _timed(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
+    """Median seconds per ``step()`` after ``warmup`` untimed calls (synchronised, as the vidssl side is)."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _loader_rate(cfg, method, manifest, options: BenchOptions) -> float:
+    """Samples/s of the preset's loaders alone (all streams combined, as in training)."""
+    from vidssl.data.module import StreamDataModule
+    from vidssl.methods.throughput import samples_in_batch
+
+    streams = method.data_streams()
+    data = StreamDataModule(streams, seed=cfg.trainer.seed, manifests={next(iter(streams)): manifest}, log=lambda _: None)
+    data.setup("fit")
+    combined = data.train_dataloader()
+    iterator = iter(combined)
+    workers = max(1, cfg.data.num_workers)
+
+    def next_batch():
+        nonlocal iterator
+        try:
+            item = next(iterator)
+        except StopIteration:  # a small dataset: start another pass (the persistent workers stay)
+            iterator = iter(combined)
+            item = next(iterator)
+        return item[0] if isinstance(item, tuple) else item
+
+    for _ in range(workers):  # worker start-up and each worker's first batch are not timed
+        next_batch()
+    start, samples = time.perf_counter(), 0
+    for _ in range(options.loader_batches):
+        samples += samples_in_batch(next_batch())
+    return samples / (time.perf_counter() - start)
+
+
+def _end_to_end(cfg, options: BenchOptions) -> dict[str, float]:
+    """A real ``vidssl pretrain`` of warm-up + steps steps; its throughput summary (first step left out)."""
+    from vidssl.methods.throughput import ThroughputLogger
+    from vidssl.methods.train import pretrain
+
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg.trainer.max_steps = max(options.warmup, 1) + options.steps
+    run_cfg.trainer.log_every = 1
+    meter = ThroughputLogger(window=1)
+    with tempfile.TemporaryDirectory(prefix="vidssl-bench-run-") as out:
+        pretrain(run_cfg, Path(out) / "run", callbacks=[meter], log=lambda _: None)
+    return meter.summary()
+
+
+def _flops_per_step(step: Callable[[], None]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def _peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in DENSE_BF16_PEAK.items() if k in name), None)
+
+
+def _largest_batch(cfg, num_classes: int, device: torch.device, start: int, tries: int = 5) -> int:
+    """Largest batch (doubling from ``start``) whose vidssl-precision step runs without running out of memory."""
+    from vidssl.data.synthetic import synthetic_batch
+
+    fits = start
+    size = start * 2
+    for _ in range(tries):
+        try:
+            method = _method(cfg, num_classes).to(device)
+            batch = synthetic_batch(method.data_streams(), size, num_classes=max(num_classes, 2), device=device)
+            step, _ = _plain_step(cfg, batch, num_classes, device)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                step()
+            torch.cuda.synchronize()
+            fits, size = size, size * 2
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            torch.cuda.empty_cache()
+    return fits
+
+
+def bench_preset(preset: str, options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Benchmark one preset (its tiny twin on CPU); returns the figures (see the module docstring)."""
+    from vidssl.data.module import open_manifest, prepare_data_root
+    from vidssl.data.synthetic import synthetic_batch
+    from vidssl.methods.throughput import samples_in_batch
+
+    gpu = torch.cuda.is_available()
+    device = torch.device("cuda" if gpu else "cpu")
+    ran = preset if gpu else tiny_twin(preset)
+    cfg = _bench_config(ran, options, gpu)
+    for data in _data_configs(cfg):
+        prepare_data_root(data, log)
+    manifest = open_manifest(Path(cfg.data.root).expanduser(), cfg.data.format)
+    num_classes = max(manifest.num_classes, 2)
+    torch.manual_seed(cfg.trainer.seed)
+    probe_method = _method(cfg, num_classes)
+    batch = synthetic_batch(probe_method.data_streams(), cfg.data.batch_size, num_classes=num_classes, device=device)
+    samples = samples_in_batch(batch)
+    result: dict[str, Any] = {
+        "preset": preset, "ran": ran, "method": cfg.method.name, "backbone": cfg.method.backbone,
+        "device": torch.cuda.get_device_name(device) if gpu else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)",
+        "batch": cfg.data.batch_size, "samples_per_step": samples, "workers": cfg.data.num_workers,
+        "steps": options.steps, "warmup": options.warmup, "load_average_before": list(os.getloadavg()),
+    }
+    plain, plain_method = _plain_step(cfg, batch, num_classes, device)
+    if gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+    step_s = _vidssl_step(cfg, batch, num_classes, device, options)
+    if gpu:
+        result["peak_memory_per_sample_mib"] = torch.cuda.max_memory_allocated(device) / samples / 2**20
+    plain_s = _timed(plain, options.steps, options.warmup, device)
+    result.update(step_samples_per_s=samples / step_s, plain_samples_per_s=samples / plain_s,
+                  step_vs_plain=plain_s / step_s)
+    flops = _flops_per_step(plain)
+    result["flops_per_sample"] = flops / samples
+    peak = _peak(device)
+    result["achieved_tflops"] = flops / step_s / 1e12
+    result["mfu"] = flops / step_s / peak if peak else None
+    if gpu and options.largest_batch:
+        result["largest_batch"] = _largest_batch(cfg, num_classes, device, cfg.data.batch_size)
+    del plain, plain_method
+    result["loader_samples_per_s"] = _loader_rate(cfg, probe_method, manifest, options)
+    result["loader_vs_step"] = result["loader_samples_per_s"] / result["step_samples_per_s"]
+    if options.end_to_end:
+        e2e = _end_to_end(cfg, options)
+        result["end_to_end_samples_per_s"] = e2e.get("samples_per_s")
+        result["data_wait_fraction"] = e2e.get("data_wait_fraction")
+        if e2e:
+            result["end_to_end_vs_step"] = e2e["samples_per_s"] / result["step_samples_per_s"]
+    result["load_average_after"] = list(os.getloadavg())
+    return result
+
+
+def format_result(r: dict[str, Any]) -> str:
+    """One block of lines for a :func:`bench_preset` result."""
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.0f} %"
+
+    lines = [f"{r['preset']}" + (f" (ran its tiny twin {r['ran']})" if r["ran"] != r["preset"] else "")
+             + f": {r['method']} / {r['backbone']}, batch {r['batch']} ({r['samples_per_step']} samples), {r['device']}, "
+             f"load {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}",
+             f"  step in memory   {r['step_samples_per_s']:9.1f} samples/s   plain fp32 eager {r['plain_samples_per_s']:9.1f}"
+             f"   step / plain {r['step_vs_plain']:.2f}x",
+             f"  loader only      {r['loader_samples_per_s']:9.1f} samples/s   loader / step {r['loader_vs_step']:.2f}x"]
+    if r.get("end_to_end_samples_per_s") is not None:
+        lines.append(f"  end to end       {r['end_to_end_samples_per_s']:9.1f} samples/s   end-to-end / step "
+                     f"{pct(r.get('end_to_end_vs_step'))}   data wait {pct(r.get('data_wait_fraction'))} of step time")
+    flops = f"  {r['flops_per_sample'] / 1e9:.2f} GFLOP/sample (plain step), {r['achieved_tflops']:.3f} TFLOP/s, MFU {pct(r['mfu'])}"
+    if "peak_memory_per_sample_mib" in r:
+        flops += f", peak {r['peak_memory_per_sample_mib']:.0f} MiB/sample"
+    if "largest_batch" in r:
+        flops += f", largest batch that fits {r['largest_batch']}"
+    lines.append(flops + ("" if r["mfu"] is not None else " (MFU needs a GPU with a known peak)"))
+    return "\n".join(lines)
+
