@@ -27,7 +27,6 @@ The number of attention heads is not stored in the weights; BaSSL used 8 (``num_
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch
 
 from vidssl.errors import UserError
 from vidssl.models.contract import InputContract
-from vidssl.models.convert_gdt import Stub
+from vidssl.models.safe_checkpoint import load_checkpoint_safely, strip_module_prefix
 
 __all__ = ["STAND_INS", "read_bassl_checkpoint", "crn_state_from_official", "official_crn_state",
            "convert_bassl_checkpoint", "BASSL_CONTRACT"]
@@ -58,23 +57,13 @@ _LAYER_MAP = {
 
 def read_bassl_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a BaSSL checkpoint, read safely (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"BaSSL checkpoint '{path}' does not exist")
-    try:
-        with torch.serialization.safe_globals([(Stub, name) for name in STAND_INS]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
-        reason = str(exc).splitlines()
-        detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line),
-                      reason[0] if reason else "")
-        raise UserError(f"cannot read BaSSL checkpoint '{path}' safely (tensors and plain containers only): {detail}") from None
+    data = load_checkpoint_safely(path, "BaSSL", STAND_INS)
     state = data.get("state_dict") if isinstance(data, dict) else None
     if state is None and isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
         state = data  # a bare state dict
     if not isinstance(state, dict):
         raise UserError(f"'{path}' is not a BaSSL checkpoint (expected a Lightning checkpoint with a 'state_dict')")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = strip_module_prefix(state)
     if not any(k.startswith("shot_encoder.") for k in state):
         raise UserError(f"'{path}' has no shot encoder weights ('shot_encoder.*'); is it a BaSSL pretraining checkpoint?")
     return state

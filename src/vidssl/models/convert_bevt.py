@@ -22,7 +22,6 @@ through the inflated model then gives what the image gave through the 2-D one.
 
 from __future__ import annotations
 
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -33,19 +32,10 @@ from torch import Tensor
 
 from vidssl.errors import UserError
 from vidssl.models.contract import InputContract
+from vidssl.models.safe_checkpoint import Stub, load_checkpoint_safely
 
 PREFIXES = (r"^module\.", r"^backbone\.", r"^encoder\.")
 DECODER_NAMES = ("fpn.", "fpn_s.", "fpn_t.", "lm_down.", "lm_down_st.")
-
-
-class Stub:
-    """Inert stand-in for pickled metadata objects (kept as their state dict; nothing runs)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = dict(state) if isinstance(state, dict) else {"state": state}
 
 
 #: Metadata classes an mmcv checkpoint may carry, read as :class:`Stub` (nothing else is accepted).
@@ -54,16 +44,7 @@ STAND_INS = ("mmcv.utils.config.ConfigDict", "mmcv.utils.config.Config", "argpar
 
 def read_bevt_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """The weights of a BEVT ``.pth`` (two-stream or image-stream), prefixes stripped, read safely."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"BEVT checkpoint '{path}' does not exist")
-    try:
-        with torch.serialization.safe_globals([(Stub, name) for name in STAND_INS]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, TypeError) as exc:
-        lines = str(exc).splitlines()
-        detail = next((ln.strip() for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else "")
-        raise UserError(f"cannot read BEVT checkpoint '{path}' safely (tensors and plain containers only): {detail}") from None
+    data = load_checkpoint_safely(path, "BEVT", STAND_INS)
     if not isinstance(data, dict):
         raise UserError(f"'{path}' is not a checkpoint (expected a dict of weights)")
     for key in ("state_dict", "model", "module"):

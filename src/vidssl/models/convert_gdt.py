@@ -29,7 +29,6 @@ mean/std 0.45/0.225 for the audio-visual models (K400, IG65M); the HT100M model 
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +36,11 @@ import torch
 
 from vidssl.errors import UserError
 from vidssl.models.contract import InputContract
+from vidssl.models.safe_checkpoint import Stub, load_checkpoint_safely, strip_module_prefix
 
 VIDEO_PREFIX = "video_network.base."
 AUDIO_PREFIX = "audio_network.base."
 TEXT_PREFIX = "text_network."
-
-
-class Stub:
-    """Inert stand-in for a pickled metadata object: keeps its state (a dict) and runs nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state: dict[str, Any] = {}
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = dict(state) if isinstance(state, dict) else {"state": state}
-
-    def __repr__(self) -> str:
-        return f"Stub({sorted(self.state)})"
 
 
 #: Metadata classes a GDT checkpoint may hold, read as :class:`Stub` (nothing else is accepted).
@@ -68,16 +55,7 @@ def read_gdt_checkpoint(path: str | Path) -> dict[str, Any]:
     ``hypothesis``), else ``{}``. Raises :class:`UserError` when the file is missing, is not a
     checkpoint, or holds a class other than tensors, containers and :data:`STAND_INS`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"GDT checkpoint '{path}' does not exist")
-    try:
-        with torch.serialization.safe_globals([(Stub, name) for name in STAND_INS]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as exc:
-        reason = str(exc).splitlines()
-        detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0] if reason else "")
-        raise UserError(f"cannot read GDT checkpoint '{path}' safely (tensors and plain containers only): {detail}") from None
+    data = load_checkpoint_safely(path, "GDT", STAND_INS)
     if isinstance(data, dict) and not any(k in data for k in ("model", "state_dict")) and all(
             isinstance(v, torch.Tensor) for v in data.values()):
         data = {"model": data}  # a bare state dict
@@ -86,7 +64,7 @@ def read_gdt_checkpoint(path: str | Path) -> dict[str, Any]:
     state = data.get("state_dict", data.get("model"))
     if not isinstance(state, dict):
         raise UserError(f"'{path}': the checkpoint's weights are a {type(state).__name__}, not a state dict")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = strip_module_prefix(state)
     args = data.get("args")
     return {"state_dict": state, "epoch": data.get("epoch"), "args": args.state if isinstance(args, Stub) else {}}
 

@@ -184,10 +184,6 @@ def read_dalle_pickle(path: str | Path) -> tuple[dict[str, Tensor], dict[str, in
 
 def convert_dalle_encoder(pkl_path: str | Path, out_path: str | Path) -> Path:
     """``encoder.pkl`` → ``.safetensors`` (weights + sizes in the metadata), checked by loading it."""
-    from safetensors.torch import save_file
-
-    from vidssl.io import atomic_write
-
     weights, sizes = read_dalle_pickle(pkl_path)
     encoder = DalleEncoder(**sizes)
     _load_strict(encoder, weights, f"DALL-E encoder '{pkl_path}'")
