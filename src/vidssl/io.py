@@ -10,14 +10,15 @@ line that says so: ``no space left on device (needed ~N MB at PATH)``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from vidssl.errors import UserError
 
-__all__ = ["atomic_write", "output_dir", "tensor_bytes", "DiskFull"]
+__all__ = ["atomic_write", "output_dir", "run_dir_lock", "tensor_bytes", "DiskFull"]
 
 
 class DiskFull(UserError):
@@ -75,6 +76,39 @@ def _size_limited(needed: int) -> bool:
         return soft != resource.RLIM_INFINITY and needed > soft
     except (ImportError, OSError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def run_dir_lock(out: Path, hold: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.vidssl.lock`` while the block runs (``hold=False``: a no-op).
+
+    Two processes training into one run directory interleave their checkpoints and metrics and
+    neither notices (the "already holds a run" check sees no checkpoint while both start). The
+    lock is ``flock``: the kernel releases it when the holder dies, so a killed run never leaves a
+    stale lock and ``--resume`` / torchrun restarts take it again.
+    """
+    if not hold:
+        yield
+        return
+    import fcntl
+
+    handle = open(out / ".vidssl.lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "pid unknown"
+            raise UserError(f"{out} is in use by another running vidssl process ({holder}): two runs writing one "
+                            "directory would mix their checkpoints. Wait for it to finish, stop it, or choose "
+                            "another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], needed: int = 0, what: str = "") -> Path:

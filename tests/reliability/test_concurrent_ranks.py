@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from vidssl.methods import train
 
 WRITER = """
@@ -45,3 +47,37 @@ def test_only_rank_zero_moves_metrics_csv_aside_on_resume(tmp_path, monkeypatch)
     monkeypatch.setattr(rank_zero_only, "rank", 0)
     train._csv_logger(tmp_path, resume_step=3, flush_every=10)
     assert (tmp_path / "metrics.csv.before-resume").is_file()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from vidssl.io import run_dir_lock
+with run_dir_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_run_into_the_same_directory_is_refused_and_a_dead_holder_leaves_no_lock(tmp_path):
+    # Seen: a leftover driver script started a second pretrain into a running run's directory; both
+    # trained and interleaved their checkpoints. The directory is now locked for the run.
+    from vidssl.errors import UserError
+    from vidssl.methods.train import load_pretrain_config, pretrain
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        cfg = load_pretrain_config("byol_rho2_r3d18_demo_tiny", [f"data.root={tmp_path / 'no_data'}"])
+        with pytest.raises(UserError, match=rf"in use by another running vidssl process \(pid {holder.pid}\)"):
+            pretrain(cfg, out)
+        assert not (out / "config.yaml").exists()  # refused before anything was written
+    finally:
+        holder.kill()  # like kill -9: the kernel drops the lock with the process
+        holder.wait()
+    from vidssl.io import run_dir_lock
+
+    with run_dir_lock(out):
+        pass

@@ -32,7 +32,7 @@ import torch
 from vidssl.config import load_yaml, preset_path, save_yaml, to_dict
 from vidssl.data.module import InvalidViewLogger, StreamDataModule, open_manifest, prepare_data_root
 from vidssl.errors import ConfigError, DataError, Interrupted, TrainingDiverged
-from vidssl.io import atomic_write, output_dir, tensor_bytes
+from vidssl.io import atomic_write, output_dir, run_dir_lock, tensor_bytes
 from vidssl.methods.config import PretrainConfig, apply_pretrain_overrides, pretrain_config_from_dict
 from vidssl.methods.guards import BufferSnapshot, divergence_advice, first_nonfinite
 from vidssl.methods.throughput import ThroughputLogger
@@ -191,8 +191,18 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool = False, 
     """Pretrain ``cfg.method`` and write the run directory ``out`` (see the module docstring).
 
     ``callbacks`` are extra Lightning callbacks (tests use one to stop a run mid-way).
-    Returns ``out``.
+    Returns ``out``. The run directory is locked for the run (:func:`vidssl.io.run_dir_lock`): a
+    second run into the same ``out`` is refused instead of interleaving its checkpoints with this one's.
     """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    # rank 0 holds the lock; the other ranks of the same run share the directory
+    with run_dir_lock(output_dir(out), hold=rank_zero_only.rank == 0):
+        return _pretrain(cfg, out, resume, callbacks, log)
+
+
+def _pretrain(cfg: PretrainConfig, out: str | os.PathLike, resume: bool, callbacks: list | None,
+              log: Callable[[str], None]) -> Path:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
