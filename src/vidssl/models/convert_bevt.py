@@ -32,7 +32,7 @@ from torch import Tensor
 
 from vidssl.errors import UserError
 from vidssl.models.contract import InputContract
-from vidssl.models.safe_checkpoint import Stub, load_checkpoint_safely
+from vidssl.models.safe_checkpoint import Stub, load_checkpoint_safely, load_matching
 
 PREFIXES = (r"^module\.", r"^backbone\.", r"^encoder\.")
 DECODER_NAMES = ("fpn.", "fpn_s.", "fpn_t.", "lm_down.", "lm_down_st.")
@@ -154,18 +154,8 @@ def load_bevt_encoder(path_or_state: str | Path | dict[str, Tensor], backbone: s
         encoder = inflate_2d_state(encoder, model.patch_size, model.window_size)
     elif pretrained_window is not None:
         encoder = resize_bias_tables(encoder, tuple(pretrained_window), model.window_size)
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in encoder)
-    unexpected = sorted(k for k in encoder if k not in own)
     # an image-stream checkpoint has no mask token when its pretraining did not save one: keep ours
-    missing = [k for k in missing if k != "mask_token"]
-    if missing or unexpected:
-        raise UserError(f"the BEVT checkpoint does not match {backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for key, value in encoder.items():
-        if tuple(own[key].shape) != tuple(value.shape):
-            raise UserError(f"BEVT tensor '{key}' has shape {tuple(value.shape)}, {backbone} expects {tuple(own[key].shape)}")
-        own[key] = value.to(own[key].dtype)
-    model.load_state_dict(own)
+    load_matching(model, encoder, "the BEVT checkpoint", backbone, optional=("mask_token",))
     model.backbone_kwargs = kwargs
     return model.eval()
 

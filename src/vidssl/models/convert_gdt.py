@@ -36,7 +36,7 @@ import torch
 
 from vidssl.errors import UserError
 from vidssl.models.contract import InputContract
-from vidssl.models.safe_checkpoint import Stub, load_checkpoint_safely, strip_module_prefix
+from vidssl.models.safe_checkpoint import Stub, load_checkpoint_safely, load_matching, strip_module_prefix
 
 VIDEO_PREFIX = "video_network.base."
 AUDIO_PREFIX = "audio_network.base."
@@ -73,20 +73,6 @@ def _strip(state: dict[str, torch.Tensor], prefix: str, drop: tuple[str, ...] = 
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and not k[len(prefix):].startswith(drop)}
 
 
-def _load_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in weights and not k.endswith("num_batches_tracked"))
-    extra = sorted(k for k in weights if k not in own)
-    if missing or extra:
-        raise UserError(f"GDT {what} does not match vidssl's network: missing {missing[:5]}, unexpected {extra[:5]}")
-    for key, value in weights.items():
-        if tuple(own[key].shape) != tuple(value.shape):
-            raise UserError(f"GDT {what} tensor '{key}' has shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")
-        own[key] = value.to(own[key].dtype)
-    model.load_state_dict(own)
-    return model.eval()
-
-
 def video_contract(normalised: bool = True) -> InputContract:
     """How GDT fed its video network (B2-B3, B8): 30 frames at 30 fps, 112² crops of a 128 short side."""
     mean, std = ((0.45,) * 3, (0.225,) * 3) if normalised else ((0.0,) * 3, (1.0,) * 3)
@@ -102,7 +88,7 @@ def load_gdt_video(checkpoint: str | Path | dict[str, Any]) -> torch.nn.Module:
     weights = _strip(data["state_dict"], VIDEO_PREFIX, drop=("fc.",))
     if not weights:
         raise UserError("the checkpoint has no video network (no 'video_network.base.*' weights)")
-    model = _load_into(build_random_encoder("r2plus1d18_tv"), weights, "video network")
+    model = load_matching(build_random_encoder("r2plus1d18_tv"), weights, "GDT video network", "vidssl's r2plus1d18_tv")
     model.input_contract = video_contract(normalised=not any(k.startswith(TEXT_PREFIX) for k in data["state_dict"]))
     return model
 
@@ -117,7 +103,7 @@ def load_gdt_audio(checkpoint: str | Path | dict[str, Any]) -> torch.nn.Module:
     if not weights:
         raise UserError("the checkpoint has no audio network (a video-text model?)")
     weights = {k: (v.transpose(-1, -2).contiguous() if v.dim() == 4 else v) for k, v in weights.items()}
-    model = _load_into(build_random_encoder("audio_resnet9"), weights, "audio network")
+    model = load_matching(build_random_encoder("audio_resnet9"), weights, "GDT audio network", "vidssl's audio_resnet9")
     model.input_contract = InputContract(modality="audio", num_frames=99, crop_size=40, canvas=40)
     return model
 

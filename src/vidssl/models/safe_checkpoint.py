@@ -16,7 +16,7 @@ import torch
 
 from vidssl.errors import UserError
 
-__all__ = ["Stub", "load_checkpoint_safely", "strip_module_prefix"]
+__all__ = ["Stub", "load_checkpoint_safely", "load_matching", "strip_module_prefix"]
 
 
 class Stub:
@@ -59,3 +59,24 @@ def load_checkpoint_safely(path: str | Path, what: str, stand_ins: Sequence[str]
 def strip_module_prefix(state: dict[str, Any]) -> dict[str, Any]:
     """``module.x`` -> ``x`` (DataParallel/DDP wrappers' prefix); other keys unchanged."""
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def load_matching(model: torch.nn.Module, weights: dict[str, torch.Tensor], what: str, target: str,
+                  optional: Sequence[str] = ()) -> torch.nn.Module:
+    """Load ``weights`` into ``model`` only if every name and shape matches; returns ``model.eval()``.
+
+    A missing or unexpected name, or a tensor of another shape, is a :class:`UserError` naming it
+    (never a partial load). BatchNorm's ``num_batches_tracked`` and the names in ``optional`` may be
+    absent (the model keeps its own). Values are cast to the model's dtypes.
+    """
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in weights and not k.endswith("num_batches_tracked") and k not in optional)
+    unexpected = sorted(k for k in weights if k not in own)
+    if missing or unexpected:
+        raise UserError(f"{what} does not match {target}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, value in weights.items():
+        if tuple(own[key].shape) != tuple(value.shape):
+            raise UserError(f"{what} tensor '{key}' has shape {tuple(value.shape)}, {target} expects {tuple(own[key].shape)}")
+        own[key] = value.to(own[key].dtype)
+    model.load_state_dict(own)
+    return model.eval()
