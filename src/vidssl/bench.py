@@ -40,7 +40,8 @@ import torch
 
 from vidssl.errors import ConfigError
 
-__all__ = ["BenchOptions", "bench_preset", "format_result", "tiny_twin", "presets_for_all", "DENSE_BF16_PEAK"]
+__all__ = ["BenchOptions", "bench_preset", "format_result", "tiny_twin", "presets_for_all", "DENSE_BF16_PEAK",
+           "HostSyncRecorder", "find_host_syncs"]
 
 #: Dense bf16 tensor-core peak FLOP/s by GPU name fragment (vendor data sheets; SXM parts).
 DENSE_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
@@ -101,16 +102,24 @@ def _data_configs(cfg) -> list:
 
 
 def _bench_config(preset: str, options: BenchOptions, gpu: bool):
-    """The preset's config for the benchmark: batch, workers, demo data under the cache when missing."""
+    """The preset's config for the benchmark: batch, workers, and the embedded demo dataset (generated under
+    the cache) for every stream whose data root does not exist here — also for full presets, whose step
+    speed does not depend on the videos' content (their loader figures then describe the demo's 64² files)."""
     from vidssl.methods.train import load_pretrain_config
 
     cfg = load_pretrain_config(preset, options.overrides)
     batch = options.batch or (cfg.data.batch_size if gpu else 8)
+    twin_variant = None
     for data in _data_configs(cfg):
         data.batch_size = batch
         if options.workers is not None:
             data.num_workers = options.workers
-        if not Path(data.root).expanduser().exists() and data.generate_demo:
+        if not Path(data.root).expanduser().exists():
+            if not data.generate_demo:  # a full preset without its dataset here: the embedded one, as its tiny twin uses
+                if twin_variant is None:
+                    twin_variant = getattr(load_pretrain_config(tiny_twin(preset)).data, "demo_variant", "clips")
+                data.generate_demo = True
+                data.demo_variant = twin_variant
             variant = getattr(data, "demo_variant", "clips")
             data.root = os.path.join(options.data_cache, f"{variant}-{'default' if gpu else 'tiny'}")
             data.demo_size = "default" if gpu else "tiny"
@@ -161,7 +170,66 @@ def _method(cfg, num_classes: int):
     return METHODS[cfg.method.name](cfg, num_classes=num_classes)
 
 
-def _vidssl_step(cfg, batch, num_classes: int, device: torch.device, options: BenchOptions) -> float:
+class HostSyncRecorder:
+    """Every synchronising CUDA call made inside a training batch (hooks ``on_train_batch_start`` to
+    ``on_train_batch_end``: the forward, loss, logging, backward, optimiser and EMA steps), after
+    ``warmup`` batches, through ``torch.cuda.set_sync_debug_mode("warn")``.
+
+    ``syncs`` lists ``"file:line"`` of the Python line that made each call (an ``.item()``, a
+    ``bool(tensor)``, a boolean-mask index…). A sync stalls the CPU until the GPU catches up, so the
+    next step's kernels cannot be queued while this one runs.
+    """
+
+    def __init__(self, warmup: int = 1):
+        import warnings
+
+        import lightning as L
+
+        recorder = self
+        self.syncs: list[str] = []
+
+        class Callback(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                if batch_idx < warmup:
+                    return
+                recorder._catch = warnings.catch_warnings(record=True)
+                recorder._records = recorder._catch.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                if batch_idx < warmup:
+                    return
+                torch.cuda.set_sync_debug_mode(0)
+                recorder._catch.__exit__(None, None, None)
+                for w in recorder._records:
+                    if "synchroniz" in str(w.message):
+                        recorder.syncs.append(f"{w.filename}:{w.lineno}")
+
+        self.callback = Callback()
+
+
+def find_host_syncs(cfg, num_classes: int = 10, steps: int = 2, warmup: int = 1) -> list[str]:
+    """``file:line`` of each host sync in ``steps`` vidssl training steps of ``cfg`` on a synthetic batch
+    (CUDA only), with the run's precision, channels-last and compile settings. The recorded steps log
+    nothing (a logging step reads the logged values back to the host by design)."""
+    from vidssl.data.synthetic import synthetic_batch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("finding host syncs needs a CUDA device (torch.cuda.set_sync_debug_mode)")
+    device = torch.device("cuda")
+    torch.manual_seed(cfg.trainer.seed)
+    batch = synthetic_batch(_method(cfg, num_classes).data_streams(), cfg.data.batch_size,
+                            num_classes=num_classes, device=device)
+    recorder = HostSyncRecorder(warmup=warmup)
+    # no recorded step is a logging step: those read the logged values back by design
+    _vidssl_step(cfg, batch, num_classes, device, BenchOptions(steps=steps, warmup=warmup),
+                 callbacks=[recorder.callback], log_every=10**6)
+    return recorder.syncs
+
+
+def _vidssl_step(cfg, batch, num_classes: int, device: torch.device, options: BenchOptions,
+                 callbacks: list = (), log_every: int = 1) -> float:
     """Seconds per vidssl training step on ``batch`` (already on the device), through the engine."""
     import lightning as L
 
@@ -173,10 +241,10 @@ def _vidssl_step(cfg, batch, num_classes: int, device: torch.device, options: Be
     total = max(options.warmup, 1) + options.steps
     loader = torch.utils.data.DataLoader(_Repeat(batch, total), batch_size=None, collate_fn=lambda b: b)
     kwargs = _trainer_kwargs(cfg)
-    kwargs.update(max_steps=total, max_epochs=1, enable_progress_bar=False, log_every_n_steps=1,
+    kwargs.update(max_steps=total, max_epochs=1, enable_progress_bar=False, log_every_n_steps=log_every,
                   devices=1, num_nodes=1, strategy="auto")
     with quiet_lightning():
-        trainer = L.Trainer(**kwargs, logger=False, enable_checkpointing=False, callbacks=[clock.callback],
+        trainer = L.Trainer(**kwargs, logger=False, enable_checkpointing=False, callbacks=[*callbacks, clock.callback],
                             enable_model_summary=False)
         trainer.fit(method, train_dataloaders=loader)
     return clock.seconds_per_step(options.warmup)
@@ -283,24 +351,25 @@ def _peak(device: torch.device) -> float | None:
     return next((v for k, v in DENSE_BF16_PEAK.items() if k in name), None)
 
 
-def _largest_batch(cfg, num_classes: int, device: torch.device, start: int, tries: int = 5) -> int:
-    """Largest batch (doubling from ``start``) whose vidssl-precision step runs without running out of memory."""
+def _largest_batch(cfg, num_classes: int, device: torch.device, start: int, tries: int = 4) -> int:
+    """Largest batch (doubling from ``start``, ``tries`` times) whose bf16 step runs without running out of
+    memory. Other errors at a large batch (a kernel's 32-bit index limit) also end the search."""
     from vidssl.data.synthetic import synthetic_batch
 
-    fits = start
-    size = start * 2
+    fits, size = start, start * 2
     for _ in range(tries):
         try:
-            method = _method(cfg, num_classes).to(device)
-            batch = synthetic_batch(method.data_streams(), size, num_classes=max(num_classes, 2), device=device)
+            batch = synthetic_batch(_method(cfg, num_classes).data_streams(), size, num_classes=max(num_classes, 2),
+                                    device=device)
             step, _ = _plain_step(cfg, batch, num_classes, device)
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 step()
             torch.cuda.synchronize()
             fits, size = size, size * 2
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, RuntimeError):
             break
         finally:
+            batch = step = None
             torch.cuda.empty_cache()
     return fits
 
@@ -343,17 +412,25 @@ def bench_preset(preset: str, options: BenchOptions, log: Callable[[str], None] 
     peak = _peak(device)
     result["achieved_tflops"] = flops / step_s / 1e12
     result["mfu"] = flops / step_s / peak if peak else None
-    if gpu and options.largest_batch:
-        result["largest_batch"] = _largest_batch(cfg, num_classes, device, cfg.data.batch_size)
+    # each figure is printed as soon as it is measured: a run cut off by a time limit keeps them
+    log(f"[{preset}] step {result['step_samples_per_s']:.1f} samples/s, plain fp32 eager {result['plain_samples_per_s']:.1f}"
+        f" ({result['step_vs_plain']:.2f}x), {result['achieved_tflops']:.2f} TFLOP/s"
+        + (f", MFU {100 * result['mfu']:.1f} %" if result["mfu"] else "")
+        + (f", peak {result['peak_memory_per_sample_mib']:.0f} MiB/sample" if gpu else ""))
     del plain, plain_method
     result["loader_samples_per_s"] = _loader_rate(cfg, probe_method, manifest, options)
     result["loader_vs_step"] = result["loader_samples_per_s"] / result["step_samples_per_s"]
+    log(f"[{preset}] loader {result['loader_samples_per_s']:.1f} samples/s ({result['loader_vs_step']:.2f}x the step)")
     if options.end_to_end:
         e2e = _end_to_end(cfg, options)
         result["end_to_end_samples_per_s"] = e2e.get("samples_per_s")
         result["data_wait_fraction"] = e2e.get("data_wait_fraction")
         if e2e:
             result["end_to_end_vs_step"] = e2e["samples_per_s"] / result["step_samples_per_s"]
+            log(f"[{preset}] end to end {e2e['samples_per_s']:.1f} samples/s ({100 * result['end_to_end_vs_step']:.0f} % "
+                f"of the step), data wait {100 * (e2e.get('data_wait_fraction') or 0):.0f} %")
+    if gpu and options.largest_batch:  # last: the slowest part (a new shape per try)
+        result["largest_batch"] = _largest_batch(cfg, num_classes, device, cfg.data.batch_size)
     result["load_average_after"] = list(os.getloadavg())
     return result
 

@@ -119,7 +119,7 @@ def update_center(
         tensor([[0.2000, 0.4000]])
     """
     total = teacher_logits.sum(dim=0, keepdim=True).float()
-    count = torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device)
+    count = total.new_full((), float(teacher_logits.shape[0]))  # a fill on the device, no host copy
     world = 1
     if sync and torch.distributed.is_available() and torch.distributed.is_initialized():
         world = torch.distributed.get_world_size()

@@ -183,3 +183,25 @@ def test_channels_last_covers_2d_and_3d_convs_in_one_model():
         assert torch.equal(value, before[key]), key  # the layout changes, never the values
     video = torch.randn(2, 3, 5, 7, 7).contiguous(memory_format=torch.channels_last_3d)
     assert model[2](model[1](model[0](video))[:, :, 0]).shape == (2, 5, 3, 3)
+
+
+def test_gradient_clipping_bounds_the_global_norm_after_multipliers():
+    """optim.grad_clip is applied by the method itself (Lightning refuses to clip for fused optimisers
+    under mixed precision): the global norm ends at the bound, directions unchanged."""
+    from vidssl.optim import build_optimizer
+
+    cfg = tiny_config("byol")
+    cfg.optim.grad_clip = 0.5
+    method = METHODS["byol"](cfg, num_classes=3)
+    optimizer = build_optimizer(cfg.optim, method.param_groups(), device_type="cpu")
+    method.compute_loss(method.augment(fake_batch()), fake_batch())["loss"].mul(1000).backward()
+    before = [p.grad.clone() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    assert torch.linalg.vector_norm(torch.stack([g.norm() for g in before])) > 0.5
+    method.on_before_optimizer_step(optimizer)
+    after = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack([g.norm() for g in after]))) == pytest.approx(0.5, rel=1e-4)
+    ratio = after[0].flatten() / before[0].flatten()
+    assert torch.allclose(ratio[before[0].flatten() != 0], ratio[before[0].flatten() != 0][0], rtol=1e-4)
+    cfg.optim.grad_clip = 0.0  # off: gradients untouched
+    method.on_before_optimizer_step(optimizer)
+    assert torch.equal(after[0], [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None][0])

@@ -105,3 +105,28 @@ def test_non_finite_encoders_are_neither_exported_nor_evaluated(demo_root, tmp_p
 
     with pytest.raises(UserError, match="non-finite weights"):
         load_eval_encoder(tmp_path / "encoder.safetensors")
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 10**6])
+def test_deferred_check_on_gpu_stops_at_the_next_read_back_naming_the_first_bad_step(
+        demo_root, tmp_path, monkeypatch, checkpoint_every):
+    """On a GPU (skipping off) the finiteness check is recorded on the device and read back every
+    trainer.log_every steps and before each checkpoint, so no step waits for the GPU. Forced on here
+    on CPU: the run still stops with the first bad step, and no NaN checkpoint is written."""
+    from vidssl.methods import guards
+
+    monkeypatch.setattr(guards, "_defers", lambda method, loss: int(method.cfg.trainer.max_nonfinite_steps) == 0)
+    _poison_at(monkeypatch, {2})
+    overrides = [o for o in SMALL if not o.startswith("trainer.log_every")]
+    cfg = load_pretrain_config("byol_rho2_r3d18_demo_tiny", overrides + [
+        f"data.root={demo_root}", "max_steps=8", "trainer.log_every=4", f"trainer.checkpoint_every={checkpoint_every}"])
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step 2: the loss was not finite") as info:
+        pretrain(cfg, tmp_path / "run", log=lambda _: None)
+    found = 3 if checkpoint_every == 1 else 4  # the next checkpoint, or the next read-back step
+    assert f"found at step {found}" in str(info.value) and "\n" not in str(info.value)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    if checkpoint_every == 1:
+        state = torch.load(last, weights_only=True)
+        assert state["global_step"] == 2 and all(torch.isfinite(v).all() for v in state["state_dict"].values()
+                                                 if v.is_floating_point())
+    assert not (tmp_path / "run" / "encoder.safetensors").exists()

@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the preset's)")
     parser.add_argument("--loader-batches", type=int, default=4, help="batches timed for the loader alone (default 4)")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end pretraining run")
+    parser.add_argument("--no-largest-batch", action="store_true", help="skip the search for the largest batch (GPU)")
+    parser.add_argument("--host-syncs", action="store_true",
+                        help="only list the host syncs inside the training step (file:line; needs CUDA)")
     parser.add_argument("--data-cache", default=None,
                         help="where missing demo datasets are generated (default: a folder in the temp directory)")
     parser.add_argument("--json", default="vidssl-bench.json", help="write the figures here (default vidssl-bench.json)")
@@ -50,6 +53,7 @@ def run(args) -> int:
         raise ConfigError("give one PRESET or --all (not both)")
     options = BenchOptions(steps=args.steps, warmup=args.warmup, batch=args.batch, workers=args.workers,
                            loader_batches=args.loader_batches, end_to_end=not args.no_end_to_end,
+                           largest_batch=not args.no_largest_batch,
                            overrides=list(args.overrides),
                            **({"data_cache": args.data_cache} if args.data_cache else {}))
     gpu = torch.cuda.is_available()
@@ -60,7 +64,10 @@ def run(args) -> int:
     results, failed = [], []
     for preset in presets:
         try:
-            result = bench_preset(preset, options, log=print)
+            if args.host_syncs:
+                result = _host_syncs(preset, options)
+            else:
+                result = bench_preset(preset, options, log=print)
         except Exception as exc:  # noqa: BLE001 (--all: one preset's failure must not lose the others' figures)
             if not args.all:
                 raise
@@ -68,7 +75,7 @@ def run(args) -> int:
             result = {"preset": preset, "error": f"{type(exc).__name__}: {exc}"}
             print(f"{preset}: FAILED ({result['error']})", flush=True)
         else:
-            print(format_result(result), flush=True)
+            print(_format_syncs(result) if args.host_syncs else format_result(result), flush=True)
         results.append(result)
         if args.json:  # after every preset: an interrupted --all keeps what it measured
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -80,3 +87,20 @@ def run(args) -> int:
         print(f"{len(failed)} of {len(presets)} presets failed: {', '.join(failed)}")
         return 1
     return 0
+
+
+def _host_syncs(preset: str, options) -> dict:
+    from collections import Counter
+
+    from vidssl.bench import _bench_config, find_host_syncs
+
+    cfg = _bench_config(preset, options, gpu=True)
+    syncs = find_host_syncs(cfg, steps=options.steps, warmup=options.warmup)
+    return {"preset": preset, "steps": options.steps, "host_syncs": dict(Counter(syncs))}
+
+
+def _format_syncs(result: dict) -> str:
+    syncs = result["host_syncs"]
+    lines = [f"{result['preset']}: {sum(syncs.values())} host syncs in {result['steps']} training steps"]
+    lines += [f"  {count:3d}x {where}" for where, count in sorted(syncs.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)

@@ -44,7 +44,7 @@ from vidssl.config import to_dict
 from vidssl.distributed import convert_sync_batchnorm
 from vidssl.errors import ConfigError
 from vidssl.methods.config import MethodConfig, PretrainConfig, pretrain_config_from_dict
-from vidssl.methods.guards import check_loss
+from vidssl.methods.guards import check_loss, raise_if_diverged
 from vidssl.models.contract import InputContract
 from vidssl.optim import apply_grad_multipliers, build_optimizer, cosine_momentum, default_param_groups, lr_factor
 
@@ -92,11 +92,10 @@ def collapse_stats(embedding: Tensor) -> dict[str, Tensor]:
     z = F.normalize(embedding.detach().float(), dim=1)
     std = z.std(dim=0).mean() * z.shape[1] ** 0.5 if z.shape[0] > 1 else z.new_zeros(())
     s = torch.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
-    if float(s.sum()) <= 1e-12:
-        rank = z.new_ones(())
-    else:
-        p = s / s.sum()
-        rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    total = s.sum()
+    p = s / total.clamp_min(1e-12)
+    entropy_rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    rank = torch.where(total <= 1e-12, torch.ones_like(entropy_rank), entropy_rank)  # no host read-back
     return {"embedding_std": std, "effective_rank": rank}
 
 
@@ -274,9 +273,12 @@ class SSLMethod(L.LightningModule):
         if embedding is not None and self.global_step % every == 0:
             for key, value in collapse_stats(embedding).items():
                 self.log(f"monitor/{key}", value, on_step=True, batch_size=n)
-        if self._trainer is not None and self.trainer.optimizers:
+        # Python numbers become device tensors when logged (a host-to-device copy that waits for the
+        # GPU): only on the steps whose values reach the logger
+        logs = self._trainer is None or (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0
+        if logs and self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, batch_size=n)
-        if self._ema_pairs:
+        if logs and self._ema_pairs:
             self.log("train/ema_momentum", self.ema_momentum(), on_step=True, batch_size=n)
         return loss
 
@@ -300,9 +302,31 @@ class SSLMethod(L.LightningModule):
             if group.get("scheduled", True):
                 group["lr"] = group["base_lr"] * factor
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Every ``trainer.log_every`` steps, read back the deferred finiteness check (GPU)."""
+        if self.global_step % max(1, self.cfg.trainer.log_every) == 0:
+            raise_if_diverged(self)
+
+    def on_train_end(self) -> None:
+        raise_if_diverged(self)
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Per-group gradient multipliers (``grad_mult``), before clipping and the step."""
+        """Per-group gradient multipliers (``grad_mult``), then clipping of the global gradient norm at
+        ``optim.grad_clip``, before the step.
+
+        Clipped here rather than through Lightning's ``gradient_clip_val``: Lightning refuses to clip
+        for an optimiser with fused kernels under mixed precision (vidssl's AdamW/SGD on CUDA), and
+        ``clip_grad_norm_`` (foreach, no finiteness check) never reads the norm back to the host."""
         apply_grad_multipliers(optimizer)
+        max_norm = float(self.cfg.optim.grad_clip)
+        if max_norm > 0:
+            grads = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+            if scaler is not None and optimizer.defaults.get("fused"):
+                # fp16 with a fused optimiser: the gradients are still scaled here (the optimiser
+                # unscales inside its step), so the bound is scaled the same way
+                max_norm *= float(scaler.get_scale())
+            torch.nn.utils.clip_grad_norm_(grads, max_norm, foreach=True)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
@@ -355,6 +379,7 @@ class SSLMethod(L.LightningModule):
     # ---- checkpoint state --------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        raise_if_diverged(self)  # a deferred finiteness check is read before anything is written
         cuda = [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
         np_state = np.random.get_state()
         checkpoint["vidssl"] = {

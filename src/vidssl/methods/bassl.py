@@ -226,7 +226,9 @@ class BaSSL(_ShotMethod):
 
     def augment(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         shots = batch["video"]["clips"]["shots"]
-        return {"dense": self.augment_shots(shots), "sparse": self.augment_shots(shots[:, self.sparse_positions])}
+        # stacked, not `shots[:, list]`: a list index is copied from the host and syncs the GPU
+        sparse = torch.stack([shots[:, i] for i in self.sparse_positions], dim=1)
+        return {"dense": self.augment_shots(shots), "sparse": self.augment_shots(sparse)}
 
     def compute_loss(self, views: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         m = self.cfg.method
@@ -335,6 +337,6 @@ def _other_shot(shot_index: Tensor, centre: int) -> Tensor:
     ends of a movie repeat shots); the centre itself when the window holds one shot only."""
     shot_index = shot_index.to(torch.long)
     different = shot_index != shot_index[:, centre : centre + 1]
-    weights = different.float() + (~different.any(dim=1, keepdim=True)).float() * F.one_hot(
-        torch.tensor(centre, device=shot_index.device), shot_index.shape[1]).float()
+    is_centre = torch.arange(shot_index.shape[1], device=shot_index.device) == centre  # no host-to-device copy
+    weights = different.float() + (~different.any(dim=1, keepdim=True)).float() * is_centre.float()[None, :]
     return torch.multinomial(weights, 1).squeeze(1)

@@ -85,26 +85,37 @@ def msm_mask(batch: int, shots: int, p: float = 0.15, device=None, generator=Non
     """BaSSL's masked-shot mask ``B×S`` bool: each shot with probability ``p``, at least one per window."""
     mask = torch.rand(batch, shots, device=device, generator=generator) < p
     forced = torch.randint(0, shots, (batch,), device=device, generator=generator)
-    empty = ~mask.any(dim=1)
-    mask[empty, forced[empty]] = True
-    return mask
+    empty = ~mask.any(dim=1, keepdim=True)
+    # elementwise, not `mask[empty, forced[empty]] = True`: a boolean index would sync the GPU
+    return mask | (empty & (torch.arange(shots, device=mask.device)[None, :] == forced[:, None]))
 
 
 def masked_shot_loss(predicted: Tensor, features: Tensor, mask: Tensor) -> Tensor:
     """MSM: MSE (mean over elements) between the predicted features of the masked shots and the
-    DETACHED shot-encoder features. ``predicted`` and ``features`` ``B×S×D``, ``mask`` ``B×S``."""
-    return F.mse_loss(predicted[mask], features.detach()[mask])
+    DETACHED shot-encoder features. ``predicted`` and ``features`` ``B×S×D``, ``mask`` ``B×S``.
+
+    Computed as a masked sum (equal to ``F.mse_loss(predicted[mask], features[mask])``) so that no
+    boolean index syncs the GPU."""
+    weight = mask.to(predicted.dtype).unsqueeze(-1)
+    squared = (predicted - features.detach()).square() * weight
+    return squared.sum() / (weight.sum() * predicted.shape[-1]).clamp_min(1)
 
 
 def sample_excluding(low: Tensor, high: Tensor, exclude: Tensor | int, generator=None) -> Tensor:
     """One integer per row, uniform over ``[low, high]`` (inclusive) minus ``exclude`` (when it lies
     inside); every range must keep at least one value."""
     low, high = low.long(), high.long()
-    exclude = torch.as_tensor(exclude, device=low.device).long().expand_as(low)
+    if isinstance(exclude, Tensor):
+        exclude = exclude.to(low.device).long().expand_as(low)
+    else:  # a Python int: filled on the device (torch.as_tensor would copy it from the host and sync)
+        exclude = torch.full_like(low, int(exclude))
     inside = (exclude >= low) & (exclude <= high)
     count = high - low + 1 - inside.long()
-    if bool((count < 1).any()):
-        raise ValueError("sample_excluding: a range has no value left to draw")
+    if low.device.type == "cpu":
+        if bool((count < 1).any()):
+            raise ValueError("sample_excluding: a range has no value left to draw")
+    else:  # checked on the device: reading the flag back would stall the GPU every step
+        torch._assert_async((count >= 1).all(), "sample_excluding: a range has no value left to draw")
     draw = (torch.rand(low.shape, device=low.device, generator=generator) * count).long().clamp_max(count - 1)
     value = low + draw
     return value + (inside & (value >= exclude)).long()

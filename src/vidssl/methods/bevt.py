@@ -116,16 +116,25 @@ class BEVTDecoders(nn.Module):
 
 def masked_loss(prediction: Tensor, target: Tensor, mask: Tensor, kind: str) -> tuple[Tensor, Tensor]:
     """Loss over masked cells only. ``prediction``: ``B×T×G×G×D``; ``target``: same (regression) or
-    ``B×T×G×G`` token ids; ``mask``: bool ``B×T×G×G``. Returns (loss, accuracy or 0)."""
-    pred = prediction[mask]  # M×D
-    if pred.shape[0] == 0:
-        raise ValueError("no masked cell in the batch: the loss would be empty (check num_masked and the grid)")
+    ``B×T×G×G`` token ids; ``mask``: bool ``B×T×G×G``. Returns (loss, accuracy or 0).
+
+    Equal to the loss on ``prediction[mask]`` (cross-entropy, or MSE averaged over elements), computed
+    as a weighted sum over all cells: a boolean index would make the GPU wait for the host."""
+    weight = mask.reshape(-1).float()  # N
+    count = weight.sum()
+    if mask.device.type == "cpu":
+        if not bool(count > 0):
+            raise ValueError("no masked cell in the batch: the loss would be empty (check num_masked and the grid)")
+    else:  # checked on the device, without reading the count back
+        torch._assert_async(count > 0, "no masked cell in the batch: the loss would be empty")
+    pred = prediction.reshape(weight.shape[0], -1).float()  # N×D
     if kind == "tokens":
-        labels = target[mask]
-        loss = F.cross_entropy(pred.float(), labels)
-        accuracy = (pred.argmax(-1) == labels).float().mean().detach()
+        labels = target.reshape(-1)
+        loss = (F.cross_entropy(pred, labels, reduction="none") * weight).sum() / count.clamp_min(1)
+        accuracy = ((pred.argmax(-1) == labels).float() * weight).sum().detach() / count.clamp_min(1)
         return loss, accuracy
-    return F.mse_loss(pred.float(), target[mask].float()), pred.new_zeros(())
+    per_cell = (pred - target.reshape(weight.shape[0], -1).float()).square().mean(dim=1)
+    return (per_cell * weight).sum() / count.clamp_min(1), pred.new_zeros(())
 
 
 class BEVT(SSLMethod):

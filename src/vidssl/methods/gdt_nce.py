@@ -216,7 +216,8 @@ def gdt_logit_tables(features: dict[str, dict[str, Tensor]], valid: dict[str, di
             positive = order.index(term.positive) * total + own
             allowed = torch.cat(blocks, dim=1) & ok_all[None, :]
             # the positive column stays in (finite logsumexp); a row whose positive is invalid is not counted
-            allowed[torch.arange(batch, device=device), positive] = True
+            # (elementwise: an indexed assignment of a host scalar would sync the GPU)
+            allowed |= torch.arange(allowed.shape[1], device=device)[None, :] == positive[:, None]
             q = features[q_mod][term.query]
             q_ok = valid.get(q_mod, {}).get(term.query)
             row_valid = ok_all[positive] if q_ok is None else ok_all[positive] & q_ok.to(device).bool()

@@ -10,8 +10,13 @@ a normal result (issue 16, case 2).
   the loss terms that were not finite and what to change — unless ``trainer.max_nonfinite_steps`` is
   N > 0, in which case up to N such steps in a run are skipped (no backward, no optimiser step, no
   EMA update; the step still counts, so the data position stays exact) and logged as
-  ``train/nonfinite_steps``. The check costs one device-to-host copy of a scalar per step. The
-  forward pass of a skipped step has already updated BatchNorm's running statistics, so
+  ``train/nonfinite_steps``. On CPU the check is immediate. On a GPU with skipping off (the
+  default) it is *deferred*, so that no step waits for the GPU (issue 15: no host syncs in the
+  step): the first non-finite step is recorded on the device and read back by
+  :func:`raise_if_diverged` every ``trainer.log_every`` steps, before every checkpoint and at the end
+  of training; the error names the step where the loss first went non-finite. Skipping needs the
+  answer before the optimiser step, so with ``max_nonfinite_steps`` > 0 the check costs one
+  device-to-host copy of a scalar per step. The forward pass of a skipped step has already updated BatchNorm's running statistics, so
   :class:`BufferSnapshot` copies every buffer before each step (only when skipping is allowed) and
   a skipped step puts them back.
 - :func:`vidssl.models.first_nonfinite` finds a non-finite tensor in a state dict; the checkpoint writer and
@@ -31,7 +36,7 @@ from vidssl.models import first_nonfinite  # noqa: F401 (re-exported: the checkp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_loss", "first_nonfinite", "divergence_advice", "BufferSnapshot"]
+__all__ = ["check_loss", "raise_if_diverged", "first_nonfinite", "divergence_advice", "BufferSnapshot"]
 
 
 def divergence_advice(cfg: Any) -> str:
@@ -53,7 +58,16 @@ def _all_ranks_finite(finite: Tensor) -> bool:
 def check_loss(method: Any, loss: Tensor, terms: Mapping[str, Any]) -> bool:
     """True when ``loss`` is finite on every process. Otherwise raise :class:`TrainingDiverged`, or —
     while fewer than ``trainer.max_nonfinite_steps`` steps were skipped — return False: the caller
-    skips the step."""
+    skips the step. Deferred on a GPU when skipping is off (see the module docstring)."""
+    if _defers(method, loss):
+        finite = torch.isfinite(loss.detach()).all()
+        first = getattr(method, "_first_nonfinite_step", None)
+        if first is None or first.device != loss.device:
+            first = torch.full((), -1, dtype=torch.long, device=loss.device)
+        # recorded on the device (masked_fill with a Python number: no host copy, no sync)
+        method._first_nonfinite_step = first.masked_fill((first < 0) & ~finite, int(method.global_step))
+        method._skip_step = False
+        return True
     if _all_ranks_finite(torch.isfinite(loss.detach()).all()):
         method._skip_step = False
         return True
@@ -75,6 +89,27 @@ def check_loss(method: Any, loss: Tensor, terms: Mapping[str, Any]) -> bool:
     log.warning("step %d skipped: %s (%d of at most %d such steps)", step, what, skipped, allowed)
     method.log("train/nonfinite_steps", float(skipped), on_step=True)
     return False
+
+
+def _defers(method: Any, loss: Tensor) -> bool:
+    """Whether the finiteness check is read back later instead of now (GPU, skipping off)."""
+    return loss.device.type == "cuda" and int(method.cfg.trainer.max_nonfinite_steps) == 0
+
+
+def raise_if_diverged(method: Any) -> None:
+    """Read back a deferred check (:func:`check_loss`): raise :class:`TrainingDiverged` naming the
+    first step whose loss was not finite on any process. One host sync; a no-op when nothing was deferred."""
+    first = getattr(method, "_first_nonfinite_step", None)
+    if first is None:
+        return
+    flag = first.detach().clone().reshape(1)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    step = int(flag.item())
+    if step >= 0:
+        raise TrainingDiverged(f"training diverged at step {step}: the loss was not finite (found at step "
+                               f"{int(method.global_step)}: on a GPU the check is read back every trainer.log_every "
+                               f"steps); {divergence_advice(method.cfg)}")
 
 
 def _callback_base():

@@ -182,7 +182,7 @@ def _trainer_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
     return dict(accelerator=t.accelerator, devices=devices, num_nodes=t.num_nodes, strategy=t.strategy,
                 precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
                 log_every_n_steps=t.log_every, enable_progress_bar=t.progress_bar and is_terminal(),
-                gradient_clip_val=cfg.optim.grad_clip or None, use_distributed_sampler=False,
+                use_distributed_sampler=False,  # optim.grad_clip: VideoSSLMethod.on_before_optimizer_step
                 num_sanity_val_steps=0, benchmark=cuda)
 
 

@@ -159,7 +159,8 @@ class ColorJitter(ClipTransform):
         if _gathers_rows(device):
             x = x.clone()  # rows are then replaced in place, op by op
         hue_position = (order == 3).int().argmax(dim=1)
-        cheap_order = order[order != 3].view(batch, 3)
+        # the other three ops in their order: a stable sort puts them first (a boolean index would sync the GPU)
+        cheap_order = order.gather(1, (order == 3).long().sort(dim=1, stable=True).indices[:, :3])
         positions = torch.arange(3, device=device)[None]
         before = positions < hue_position[:, None]  # B×3
         for phase in (before, ~before):

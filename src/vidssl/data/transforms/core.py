@@ -17,6 +17,15 @@ KINETICS_MEAN, KINETICS_STD = 0.45, 0.225
 # random draws
 
 
+def to_device_async(t: Tensor, device: torch.device) -> Tensor:
+    """``t`` (drawn on the host) on ``device`` without stalling the host: a CUDA copy goes through pinned
+    memory with ``non_blocking`` (a pageable host-to-device copy waits for the GPU to catch up)."""
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
     return generator.device if generator is not None else device
 

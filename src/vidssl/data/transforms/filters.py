@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidssl.data.transforms.core import ClipTransform, Params, _apply_where, _check_clip, bernoulli, uniform
+from vidssl.data.transforms.core import (
+    ClipTransform,
+    Params,
+    _apply_where,
+    _check_clip,
+    bernoulli,
+    to_device_async,
+    uniform,
+)
 
 # --------------------------------------------------------------------------------------
 # filters
@@ -104,7 +112,7 @@ class RandConv(ClipTransform):
     def sample_kernels(self, batch: int, channels: int, device, generator=None) -> tuple[Tensor, Tensor]:
         """Kernel sides ``(B,)`` and weights ``B×C×C×K×K`` (K = largest side, zeros outside each k×k)."""
         draw = dict(device=device, generator=generator)
-        sizes = torch.tensor(self.kernel_sizes, device=device)
+        sizes = to_device_async(torch.tensor(self.kernel_sizes), device)
         pick = torch.floor(uniform(batch, 0.0, 1.0, **draw) * len(self.kernel_sizes)).long()
         pick = pick.clamp(max=len(self.kernel_sizes) - 1)
         side = sizes[pick]

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidssl.data.transforms.core import to_device_async
+
 __all__ = ["augment_flow"]
 
 
@@ -49,7 +51,7 @@ def augment_flow(flow: Tensor, out_size: int, generator: torch.Generator | None 
     theta[:, 0, 2] = tx
     theta[:, 1, 1] = sy
     theta[:, 1, 2] = ty
-    theta = theta.to(dev, flow.dtype)
+    theta = to_device_async(theta, dev).to(flow.dtype)
     frames = flow.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
     grid = F.affine_grid(theta.repeat_interleave(t, 0), [b * t, c, out_size, out_size], align_corners=False)
     out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -57,10 +59,9 @@ def augment_flow(flow: Tensor, out_size: int, generator: torch.Generator | None 
     # vectors: displacement in output pixels = input displacement × (out / crop size)
     # vectors are in units of `max_pixels` pixels of the canvas; a canvas displacement d becomes
     # d · out/crop pixels of the output, so values scale by out/crop per axis
-    zoom_x = (out_size / cw).to(dev, flow.dtype)
-    zoom_y = (out_size / ch).to(dev, flow.dtype)
-    sign_x = torch.where(flip, -1.0, 1.0).to(dev, flow.dtype)
-    scale = torch.stack([zoom_x * sign_x, zoom_y], dim=1).view(b, 2, 1, 1, 1)
+    zoom_x, zoom_y = out_size / cw, out_size / ch
+    sign_x = torch.where(flip, -1.0, 1.0)
+    scale = to_device_async(torch.stack([zoom_x * sign_x, zoom_y], dim=1), dev).to(flow.dtype).view(b, 2, 1, 1, 1)
     return (out * scale).clamp(-1.0, 1.0)
 
 
