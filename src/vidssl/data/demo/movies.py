@@ -32,6 +32,11 @@ from vidssl.data.demo.render import (
 )
 
 
+#: Bumped when the movies' pixels change (a folder written by another version is regenerated).
+#: 2: full-contrast backgrounds, per-shot zoom and lighting, no zoom motions, so that every cut is
+#: visible (shot F1 0.69-0.80 before).
+MOVIE_VERSION = 2
+
 # --------------------------------------------------------------------------------------
 # sizes
 
@@ -73,6 +78,12 @@ def movie_id_of(index: int) -> str:
     return f"tt{index + 1:07d}"
 
 
+#: The motions of the movies' shots: the embedded classes but the two zooms, whose sawtooth size
+#: resets (a large digit replaced by a small one from one frame to the next) are cuts to any
+#: shot detector.
+MOVIE_MOTIONS = [name for name in CLASS_NAMES if name not in ("ZoomIn", "ZoomOut")]
+
+
 def plan_movie(seed: int, movie_index: int, spec: MovieSize) -> list[dict]:
     """Shots of one movie: ``[{"scene", "start", "end", "motion", "digit"}, …]`` (frames, end exclusive)."""
     rng = np.random.default_rng([seed, 3, movie_index])
@@ -81,7 +92,8 @@ def plan_movie(seed: int, movie_index: int, spec: MovieSize) -> list[dict]:
         for _ in range(int(rng.integers(spec.shots_per_scene[0], spec.shots_per_scene[1] + 1))):
             length = int(round(_uniform(rng, spec.shot_seconds) * FPS))
             shots.append({"scene": scene, "start": frame, "end": frame + length,
-                          "motion": CLASS_NAMES[int(rng.integers(len(CLASS_NAMES)))], "digit": int(rng.integers(10))})
+                          "motion": MOVIE_MOTIONS[int(rng.integers(len(MOVIE_MOTIONS)))],
+                          "digit": int(rng.integers(10))})
             frame += length
     return shots
 
@@ -90,26 +102,40 @@ def _render_movie(task: _MovieJob) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Frames (T×H×W×3 uint8), audio and shot plan of one movie.
 
     A scene has one style (a background twice the frame size, a drone pitch); each shot
-    in it frames a different part of that background (a new "camera angle") with its own
-    digit, colour and motion, so shots change inside a scene but the style only changes
-    between scenes.
+    in it frames a different part of that full-contrast background (a new "camera angle":
+    position and zoom, 0.8 to 1.25 frames wide) under slightly different lighting (a
+    brightness gain 10-20 % away from the previous shot's), with its own digit, colour and
+    motion. Shots change inside a scene, as a cut in a film does, but the style only changes
+    between scenes. (Version 1 panned over a half-contrast texture under one light: the
+    detector missed many of those cuts, and the zoom motions' size resets looked like cuts.)
     """
+    import cv2
+
     spec = task.size
     width = spec.resolution
     shots = plan_movie(task.seed, task.movie_index, spec)
     scene_count = shots[-1]["scene"] + 1
     scene_rngs = [np.random.default_rng([task.seed, 4, task.movie_index, s]) for s in range(scene_count)]
-    scenes = [(_make_background(r, width, canvas=2 * width), float(r.uniform(70, 180))) for r in scene_rngs]
+    # full-contrast backgrounds (the action demo halves it): a new camera angle on a soft, half-contrast
+    # texture barely changes the frame, and its cuts were invisible to a shot detector
+    scenes = [(_make_background(r, width, canvas=2 * width, contrast=1.0), float(r.uniform(70, 180))) for r in scene_rngs]
     frames, audio = [], []
+    gain = 1.0
     for index, shot in enumerate(shots):
         rng = np.random.default_rng([task.seed, 5, task.movie_index, index])
         background, drone = scenes[shot["scene"]]
-        x0, y0 = rng.integers(0, width + 1, size=2)
-        view = np.ascontiguousarray(background.image[y0 : y0 + width, x0 : x0 + width])
+        side = int(round(width * _uniform(rng, (0.8, 1.25))))
+        x0, y0 = rng.integers(0, 2 * width - side + 1, size=2)
+        view = cv2.resize(background.image[y0 : y0 + side, x0 : x0 + side], (width, width), interpolation=cv2.INTER_AREA)
+        # the new shot's lighting: 10-20 % brighter or darker than the last one, within 0.6-1.5
+        step = _uniform(rng, (0.1, 0.2))
+        gain = gain * (1 + step) if gain * (1 + step) <= 1.5 and (gain * (1 - step) < 0.6 or rng.random() < 0.5) \
+            else gain * (1 - step)
+        view = np.clip(view * gain, 0, 255).astype(np.float32)
         num_frames = shot["end"] - shot["start"]
         trajectory = MOTIONS[shot["motion"]](rng, num_frames, width)
         _, sprite = _random_digit(rng, shot["digit"])
-        colour = _contrasting_colour(rng, background.base_colour)
+        colour = _contrasting_colour(rng, np.clip(background.base_colour * gain, 0, 255))
         frames.append(render_frames(trajectory, sprite, colour, view))
         audio.append(render_audio(rng, trajectory, shot["digit"], width, spec.audio_rate, drone_hz=drone))
     return np.concatenate(frames), np.concatenate(audio), shots
@@ -156,7 +182,8 @@ def generate_movie_demo(
     _check_size(size, MOVIE_SIZES)
     spec = MOVIE_SIZES[size]
     root = Path(out)
-    meta = {"kind": "movie-demo", "size": size, "seed": int(seed), "version": FORMAT_VERSION}
+    meta = {"kind": "movie-demo", "size": size, "seed": int(seed), "version": FORMAT_VERSION,
+            "movie_version": MOVIE_VERSION}
     if _prepare_root(root, meta):
         return root
     entries = ["videos", "240P_frames", "anno", "scene318", "movies.json", "README.txt"]
@@ -227,8 +254,8 @@ def _write_movie_readme(root: Path, spec: MovieSize, size: str, seed: int, movie
         "",
         "A movie is a sequence of scenes; a scene is 1+ consecutive shots sharing one style",
         "(background colour/texture/clutter and a low drone in the audio). Each shot frames a",
-        "different part of the scene's background and shows one digit with one motion (see the",
-        "action demo's classes); cuts between shots are hard cuts.",
+        "different part of the scene's background at its own zoom and lighting and shows one digit",
+        "with one motion (the action demo's classes but the zooms); cuts between shots are hard cuts.",
         "",
         "videos/<movie_id>.mp4                      one long video per movie",
         "240P_frames/<movie_id>/shot_XXXX_img_K.jpg first (K=0), middle (1), last (2) frame of each shot",

@@ -226,8 +226,10 @@ class Background:
     base_colour: np.ndarray
 
 
-def _make_background(rng: np.random.Generator, width: int, canvas: int | None = None) -> Background:
-    """Random textured background of side ``canvas`` (defaults to ``width``)."""
+def _make_background(rng: np.random.Generator, width: int, canvas: int | None = None,
+                     contrast: float = BACKGROUND_CONTRAST) -> Background:
+    """Random textured background of side ``canvas`` (defaults to ``width``); ``contrast`` scales the
+    texture, clutter and stripes around the mean colour."""
     import cv2
 
     canvas = canvas or width
@@ -254,7 +256,7 @@ def _make_background(rng: np.random.Generator, width: int, canvas: int | None = 
     # appearance, but a small network at 32² no longer has to find the moving digit among
     # them (measured: see the vidssl.data.demo docstring).
     mean = image.mean(axis=(0, 1), keepdims=True)
-    image = mean + BACKGROUND_CONTRAST * (image - mean)
+    image = mean + contrast * (image - mean)
     return Background(image=np.clip(image, 0, 255).astype(np.float32), base_colour=base)
 
 
