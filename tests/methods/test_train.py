@@ -161,3 +161,28 @@ def test_repeated_augmentation_decodes_once_and_doubles_the_rows(demo_root, tmp_
     assert rows.rows == [8, 8]
     for labels in rows.labels:
         assert labels[0::2] == labels[1::2]  # the two samples of one video sit side by side
+
+
+def test_gradient_accumulation_counts_optimiser_steps_and_resumes_exactly(demo_root, tmp_path):
+    """trainer.accumulate_grad_batches=2: each optimiser step consumes two loader batches; a run killed
+    after 2 steps resumes at batch 4 of its data and ends with the same weights as an unbroken run."""
+    from vidssl.methods.resume import check_resume_changes
+
+    steps, kill_at = 4, 2
+    cfg = small_config("byol", demo_root, steps)
+    cfg.trainer.accumulate_grad_batches = 2
+    whole = pretrain(cfg, tmp_path / "whole", log=lambda _: None)
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert a["global_step"] == steps
+    (data_state,) = [v for k, v in a.items() if k.endswith("StreamDataModule")]
+    assert data_state["position"] == 2 * steps  # batches delivered, not optimiser steps
+    with pytest.raises(Killed):
+        pretrain(cfg, tmp_path / "killed", callbacks=[_Kill(kill_at)], log=lambda _: None)
+    pretrain(cfg, tmp_path / "killed", resume=True, log=lambda _: None)
+    b = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert b["global_step"] == steps
+    for key, value in a["state_dict"].items():
+        assert torch.allclose(value.float(), b["state_dict"][key].float(), atol=1e-5), key
+    other = small_config("byol", demo_root, steps)
+    with pytest.raises(ConfigError, match="trainer.accumulate_grad_batches"):
+        check_resume_changes(cfg, other, tmp_path / "killed")

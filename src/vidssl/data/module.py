@@ -136,11 +136,15 @@ class StreamDataModule(L.LightningDataModule):
                 self.manifests[name] = open_manifest(prepare_data_root(stream.data, self.log), stream.data.format)
 
     def _position(self) -> int:
-        """Batches every stream has delivered so far: one per optimiser step. A resumed run first
-        iterates its loaders before Lightning restores the step, hence the saved position."""
+        """Batches every stream has delivered so far: ``accumulate_grad_batches`` per optimiser step. A
+        resumed run first iterates its loaders before Lightning restores the step, hence the saved position."""
+        return max(self._steps_in_batches(), self._resume_position)
+
+    def _steps_in_batches(self) -> int:
         trainer = getattr(self, "trainer", None)
-        step = int(trainer.global_step) if trainer is not None else 0
-        return max(step, self._resume_position)
+        if trainer is None:
+            return 0
+        return int(trainer.global_step) * int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
 
     def _local_world(self) -> int:
         """Training processes on this node (they share its cores)."""
@@ -248,9 +252,7 @@ class StreamDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         # The position (batches delivered = optimiser steps) and each stream's size, so a resumed
         # run starts where this one stopped and can check that it reads the same data.
-        trainer = getattr(self, "trainer", None)
-        return {"position": int(trainer.global_step) if trainer is not None else 0,
-                "items": {name: len(d) for name, d in self.datasets.items()}}
+        return {"position": self._steps_in_batches(), "items": {name: len(d) for name, d in self.datasets.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._resume_position = int(state.get("position", 0))

@@ -90,7 +90,10 @@ class TrainerConfig:
     chosen at the end of every epoch on the epoch-mean online-probe accuracy (the epoch-mean
     loss when the data has no labels). ``monitor_every``: steps between collapse-monitor logs.
     ``max_nonfinite_steps``: a non-finite loss stops the run (0, the default) or, up to this many
-    times in a run, skips its step (:mod:`vidssl.methods.guards`).
+    times in a run, skips its step (:mod:`vidssl.methods.guards`). ``accumulate_grad_batches``: N
+    loader batches per optimiser step, so a seed's global batch fits on fewer GPUs (``data.batch_size``
+    is split over the processes; per optimiser step the run sees ``data.batch_size`` × N); steps, schedules, checkpoints and the data position count optimiser steps. Batch-wise
+    terms (contrastive negatives, BatchNorm statistics) still see one loader batch at a time.
     """
 
     max_epochs: int = checked(400, ge=1)
@@ -110,6 +113,7 @@ class TrainerConfig:
     sync_batchnorm: bool = True
     progress_bar: bool = True
     max_nonfinite_steps: int = checked(0, ge=0)
+    accumulate_grad_batches: int = checked(1, ge=1, why="batches per optimiser step")
 
 
 @dataclass

@@ -23,7 +23,8 @@ from vidssl.methods.config import PretrainConfig, apply_pretrain_overrides, pret
 __all__ = ["resume_config", "check_resume_changes", "changed_keys", "LOCKED_PREFIXES", "ALLOWED_KEYS"]
 
 #: Keys under these prefixes decide the data and the model: a resumed run must keep them.
-LOCKED_PREFIXES = ("method.", "data.", "streams.", "trainer.seed")
+LOCKED_PREFIXES = ("method.", "data.", "streams.", "trainer.seed",
+                   "trainer.accumulate_grad_batches")  # the data position counts batches per optimiser step
 #: Exceptions: how the same data is loaded, not which data.
 ALLOWED_KEYS = ("data.num_workers",)
 

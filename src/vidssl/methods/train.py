@@ -183,6 +183,7 @@ def _trainer_kwargs(cfg: PretrainConfig) -> dict[str, Any]:
                 precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
                 log_every_n_steps=t.log_every, enable_progress_bar=t.progress_bar and is_terminal(),
                 use_distributed_sampler=False,  # optim.grad_clip: VideoSSLMethod.on_before_optimizer_step
+                accumulate_grad_batches=t.accumulate_grad_batches,
                 num_sanity_val_steps=0, benchmark=cuda)
 
 
