@@ -15,8 +15,7 @@ import argparse
 import json
 import traceback
 
-from vidssl.bench import BenchOptions
-from vidssl.commands.bench import _format_syncs, _host_syncs
+from vidssl.bench import BenchOptions, format_host_syncs, host_sync_report
 from vidssl.config import preset_names
 
 
@@ -31,8 +30,8 @@ def main() -> None:
     results = []
     for preset in presets:
         try:
-            result = _host_syncs(preset, BenchOptions(steps=args.steps, warmup=1, batch=args.batch))
-            print(_format_syncs(result), flush=True)
+            result = host_sync_report(preset, BenchOptions(steps=args.steps, warmup=1, batch=args.batch))
+            print(format_host_syncs(result), flush=True)
         except Exception as exc:  # noqa: BLE001 (one preset's failure must not hide the others)
             result = {"preset": preset, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
             print(f"{preset}: FAILED {result['error']}\n{result['trace']}", flush=True)

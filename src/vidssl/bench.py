@@ -41,7 +41,7 @@ import torch
 from vidssl.errors import ConfigError
 
 __all__ = ["BenchOptions", "bench_preset", "format_result", "tiny_twin", "presets_for_all", "DENSE_BF16_PEAK",
-           "HostSyncRecorder", "find_host_syncs"]
+           "HostSyncRecorder", "find_host_syncs", "host_sync_report", "format_host_syncs"]
 
 #: Dense bf16 tensor-core peak FLOP/s by GPU name fragment (vendor data sheets; SXM parts).
 DENSE_BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
@@ -226,6 +226,23 @@ def find_host_syncs(cfg, num_classes: int = 10, steps: int = 2, warmup: int = 1)
     _vidssl_step(cfg, batch, num_classes, device, BenchOptions(steps=steps, warmup=warmup),
                  callbacks=[recorder.callback], log_every=10**6)
     return recorder.syncs
+
+
+def host_sync_report(preset: str, options: BenchOptions) -> dict[str, Any]:
+    """``{"preset", "steps", "host_syncs": {file:line: count}}`` for ``preset`` at the benchmark's batch (CUDA)."""
+    from collections import Counter
+
+    cfg = _bench_config(preset, options, gpu=True)
+    syncs = find_host_syncs(cfg, steps=options.steps, warmup=options.warmup)
+    return {"preset": preset, "steps": options.steps, "host_syncs": dict(Counter(syncs))}
+
+
+def format_host_syncs(report: dict[str, Any]) -> str:
+    """One line per sync site of a :func:`host_sync_report`, the most frequent first."""
+    syncs = report["host_syncs"]
+    lines = [f"{report['preset']}: {sum(syncs.values())} host syncs in {report['steps']} training steps"]
+    lines += [f"  {count:3d}x {where}" for where, count in sorted(syncs.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
 
 
 def _vidssl_step(cfg, batch, num_classes: int, device: torch.device, options: BenchOptions,

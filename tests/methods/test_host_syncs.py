@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidssl.bench import BenchOptions, _bench_config, find_host_syncs
+from vidssl.bench import BenchOptions, host_sync_report
 from vidssl.config import preset_names
 from vidssl.errors import ConfigError
 
@@ -29,13 +29,12 @@ ALLOWED = {
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.set_sync_debug_mode)")
 @pytest.mark.parametrize("preset", TINY)
 def test_training_step_has_no_host_sync(preset):
-    cfg = _bench_config(preset, BenchOptions(batch=8), gpu=True)
-    syncs = [where for where in find_host_syncs(cfg, steps=2) if not any(a in where for a in ALLOWED)]
+    report = host_sync_report(preset, BenchOptions(batch=8, steps=2))
+    syncs = [where for where in report["host_syncs"] if not any(a in where for a in ALLOWED)]
     assert syncs == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_finding_host_syncs_without_cuda_is_refused():
-    cfg = _bench_config("byol_rho2_r3d18_demo_tiny", BenchOptions(batch=8), gpu=False)
     with pytest.raises(ConfigError, match="needs a CUDA device"):
-        find_host_syncs(cfg)
+        host_sync_report("byol_rho2_r3d18_demo_tiny", BenchOptions(batch=8))

@@ -43,7 +43,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from vidssl.bench import BenchOptions, bench_preset, format_result, presets_for_all
+    from vidssl.bench import (
+        BenchOptions,
+        bench_preset,
+        format_host_syncs,
+        format_result,
+        host_sync_report,
+        presets_for_all,
+    )
     from vidssl.errors import ConfigError
 
     if args.preset and "=" in args.preset:  # `--all key=value`: the first override landed in PRESET
@@ -65,7 +72,7 @@ def run(args) -> int:
     for preset in presets:
         try:
             if args.host_syncs:
-                result = _host_syncs(preset, options)
+                result = host_sync_report(preset, options)
             else:
                 result = bench_preset(preset, options, log=print)
         except Exception as exc:  # noqa: BLE001 (--all: one preset's failure must not lose the others' figures)
@@ -75,7 +82,7 @@ def run(args) -> int:
             result = {"preset": preset, "error": f"{type(exc).__name__}: {exc}"}
             print(f"{preset}: FAILED ({result['error']})", flush=True)
         else:
-            print(_format_syncs(result) if args.host_syncs else format_result(result), flush=True)
+            print(format_host_syncs(result) if args.host_syncs else format_result(result), flush=True)
         results.append(result)
         if args.json:  # after every preset: an interrupted --all keeps what it measured
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
@@ -88,19 +95,3 @@ def run(args) -> int:
         return 1
     return 0
 
-
-def _host_syncs(preset: str, options) -> dict:
-    from collections import Counter
-
-    from vidssl.bench import _bench_config, find_host_syncs
-
-    cfg = _bench_config(preset, options, gpu=True)
-    syncs = find_host_syncs(cfg, steps=options.steps, warmup=options.warmup)
-    return {"preset": preset, "steps": options.steps, "host_syncs": dict(Counter(syncs))}
-
-
-def _format_syncs(result: dict) -> str:
-    syncs = result["host_syncs"]
-    lines = [f"{result['preset']}: {sum(syncs.values())} host syncs in {result['steps']} training steps"]
-    lines += [f"  {count:3d}x {where}" for where, count in sorted(syncs.items(), key=lambda kv: -kv[1])]
-    return "\n".join(lines)

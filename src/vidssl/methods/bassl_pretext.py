@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidssl.distributed import dist_ready, gather_with_grad
+from vidssl.methods.guards import require
 
 __all__ = ["dtw_split", "nce_loss", "shot_scene_matching_loss", "masked_shot_loss", "msm_mask",
            "boundary_prediction_loss", "group_matching_loss", "sample_excluding"]
@@ -111,11 +112,7 @@ def sample_excluding(low: Tensor, high: Tensor, exclude: Tensor | int, generator
         exclude = torch.full_like(low, int(exclude))
     inside = (exclude >= low) & (exclude <= high)
     count = high - low + 1 - inside.long()
-    if low.device.type == "cpu":
-        if bool((count < 1).any()):
-            raise ValueError("sample_excluding: a range has no value left to draw")
-    else:  # checked on the device: reading the flag back would stall the GPU every step
-        torch._assert_async((count >= 1).all(), "sample_excluding: a range has no value left to draw")
+    require((count >= 1).all(), "sample_excluding: a range has no value left to draw")
     draw = (torch.rand(low.shape, device=low.device, generator=generator) * count).long().clamp_max(count - 1)
     value = low + draw
     return value + (inside & (value >= exclude)).long()

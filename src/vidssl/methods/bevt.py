@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from vidssl.errors import ConfigError
 from vidssl.methods.base import SSLMethod
 from vidssl.methods.config import MethodConfig
+from vidssl.methods.guards import require
 from vidssl.models.contract import InputContract
 from vidssl.models.masking import block_masks, tube_masks, upsample_mask
 from vidssl.optim import param_group
@@ -122,11 +123,7 @@ def masked_loss(prediction: Tensor, target: Tensor, mask: Tensor, kind: str) -> 
     as a weighted sum over all cells: a boolean index would make the GPU wait for the host."""
     weight = mask.reshape(-1).float()  # N
     count = weight.sum()
-    if mask.device.type == "cpu":
-        if not bool(count > 0):
-            raise ValueError("no masked cell in the batch: the loss would be empty (check num_masked and the grid)")
-    else:  # checked on the device, without reading the count back
-        torch._assert_async(count > 0, "no masked cell in the batch: the loss would be empty")
+    require(count > 0, "no masked cell in the batch: the loss would be empty (check num_masked and the grid)")
     pred = prediction.reshape(weight.shape[0], -1).float()  # N×D
     if kind == "tokens":
         labels = target.reshape(-1)

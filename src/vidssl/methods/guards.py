@@ -16,7 +16,8 @@ a normal result (issue 16, case 2).
   :func:`raise_if_diverged` every ``trainer.log_every`` steps, before every checkpoint and at the end
   of training; the error names the step where the loss first went non-finite. Skipping needs the
   answer before the optimiser step, so with ``max_nonfinite_steps`` > 0 the check costs one
-  device-to-host copy of a scalar per step. The forward pass of a skipped step has already updated BatchNorm's running statistics, so
+  device-to-host copy of a scalar per step. The forward pass of a skipped step has already updated
+  BatchNorm's running statistics, so
   :class:`BufferSnapshot` copies every buffer before each step (only when skipping is allowed) and
   a skipped step puts them back.
 - :func:`vidssl.models.first_nonfinite` finds a non-finite tensor in a state dict; the checkpoint writer and
@@ -36,7 +37,25 @@ from vidssl.models import first_nonfinite  # noqa: F401 (re-exported: the checkp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_loss", "raise_if_diverged", "first_nonfinite", "divergence_advice", "BufferSnapshot"]
+__all__ = ["check_loss", "raise_if_diverged", "require", "first_nonfinite", "divergence_advice", "BufferSnapshot"]
+
+
+def require(condition: Tensor, message: str) -> None:
+    """Fail when the 0-dim bool ``condition`` is false: a :class:`ValueError` at once on CPU; on a GPU a
+    device-side assert (``torch._assert_async``), so that checking does not make the host wait for the
+    GPU inside a training step (the failure then surfaces as a CUDA error carrying ``message``)."""
+    if condition.device.type == "cpu":
+        if not bool(condition):
+            raise ValueError(message)
+    else:
+        torch._assert_async(condition, message)
+
+
+def _reduce_over_ranks(flag: Tensor, op) -> Tensor:
+    """``flag`` all-reduced with ``op`` when several processes train, else as it is."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        torch.distributed.all_reduce(flag, op=op)
+    return flag
 
 
 def divergence_advice(cfg: Any) -> str:
@@ -49,9 +68,7 @@ def divergence_advice(cfg: Any) -> str:
 
 def _all_ranks_finite(finite: Tensor) -> bool:
     """Whether every process's loss is finite (one process skipping a step alone would hang DDP)."""
-    flag = finite.detach().to(torch.float32).reshape(1)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    flag = _reduce_over_ranks(finite.detach().to(torch.float32).reshape(1), torch.distributed.ReduceOp.MIN)
     return bool(flag.item() > 0)
 
 
@@ -102,10 +119,7 @@ def raise_if_diverged(method: Any) -> None:
     first = getattr(method, "_first_nonfinite_step", None)
     if first is None:
         return
-    flag = first.detach().clone().reshape(1)
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    step = int(flag.item())
+    step = int(_reduce_over_ranks(first.detach().clone().reshape(1), torch.distributed.ReduceOp.MAX).item())
     if step >= 0:
         raise TrainingDiverged(f"training diverged at step {step}: the loss was not finite (found at step "
                                f"{int(method.global_step)}: on a GPU the check is read back every trainer.log_every "
