@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["dist_ready", "world_size", "gather_with_grad", "gather_objects", "DistributedBatchNorm",
-           "convert_sync_batchnorm", "check_elastic_restarts"]
+           "convert_sync_batchnorm", "check_elastic_restarts", "release_process_group"]
 
 
 def check_elastic_restarts(environ: dict[str, str] | None = None) -> None:
@@ -38,6 +38,14 @@ def check_elastic_restarts(environ: dict[str, str] | None = None) -> None:
             f"torchrun --max-restarts {restarts} needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: with torch's shared "
             "rendezvous store a restarted group can read the previous attempt's addresses and hang while it forms. "
             "Run: TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --max-restarts ... -m vidssl.cli pretrain ...")
+
+
+def release_process_group() -> None:
+    """Destroy the default process group, if any, before the process exits. Left to interpreter exit,
+    gloo's threads can be torn down in an order that aborts the process ("terminate called without an
+    active exception", SIGABRT) after training succeeded, and torchrun then reports the run as failed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def dist_ready() -> bool:

@@ -90,3 +90,19 @@ def test_two_processes_match_one_process_with_the_whole_batch():
         for g, r in zip(grads, ref_grads):
             assert torch.allclose(g, r, atol=1e-5)
         assert torch.allclose(center, ref_center, atol=1e-6)
+
+
+def test_the_pretrain_command_releases_the_process_group(monkeypatch):
+    """`vidssl pretrain` destroys the process group before returning, also when the run fails: left to
+    interpreter exit, gloo's teardown aborted a finished rank (SIGABRT) and torchrun reported failure."""
+    import argparse
+
+    import vidssl.commands.pretrain as command
+    from vidssl import distributed
+
+    released = []
+    monkeypatch.setattr(distributed, "release_process_group", lambda: released.append(True))
+    monkeypatch.setattr(command, "_run", lambda args: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        command.run(argparse.Namespace(list_presets=False))
+    assert released == [True]

@@ -44,15 +44,24 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidssl.config import preset_names
-    from vidssl.errors import ConfigError
 
     if args.list_presets:
         for name in preset_names():
             print(name)
         return 0
-    from vidssl.distributed import check_elastic_restarts
+    from vidssl.distributed import check_elastic_restarts, release_process_group
 
     check_elastic_restarts()  # before anything is written: a restarted group must be able to form
+    try:
+        return _run(args)
+    finally:
+        release_process_group()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The run itself (a new one, or a resume)."""
+    from vidssl.errors import ConfigError
+
     if args.resume or (args.auto_resume and args.out and (Path(args.out) / "checkpoints" / "last.ckpt").is_file()):
         return _resume(args)
     if not args.preset:
