@@ -15,6 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # one full preset per method and a per-GPU batch (the presets' batches are global, over 8-64 GPUs)
 BENCH=${BENCH:-"byol_rho2_r3d18_k400:64 fgkvmem_kvmem_r3d18_k400:64 brave_va_tsm50_k600:32 gdt_basecase_r2plus1d18_k400:32 stica_r2plus1d18_k400:32 bassl_r50_movienet:8 bevt_swinb_k400:8:method.target=pixels"}
 PRESET_LIMIT=${PRESET_LIMIT:-100}   # seconds per preset
+SYNC_LIMIT=${SYNC_LIMIT:-120}       # seconds for the host-sync test
+SWIN_LIMIT=${SWIN_LIMIT:-180}       # seconds for the Swin comparison (eager figures first, then compiled)
 BENCH_ARGS=${BENCH_ARGS:-}           # e.g. --no-largest-batch
 left() { echo $(( DEADLINE - SECONDS )); }
 limit() { local l; l=$(left); [ "$l" -gt "$1" ] && echo "$1" || echo "$l"; }
@@ -34,11 +36,10 @@ for part in $parts; do
   case $part in bench|compile) wait $data_pid; tail -2 "$OUT/data.log" ;; esac
   [ "$(left)" -gt 20 ] || { echo "deadline: $part not started"; continue; }
   case $part in
-    syncs) timeout "$(limit 120)" python3 -m pytest -q -p no:cacheprovider "$here/../tests/methods/test_host_syncs.py" 2>&1 \
+    syncs) timeout "$(limit "$SYNC_LIMIT")" python3 -m pytest -q -p no:cacheprovider "$here/../tests/methods/test_host_syncs.py" 2>&1 \
              | grep -v -i warn | tee "$OUT/syncs.log" ;;
-    swin) { timeout "$(limit 50)" python3 "$here/bench_bevt_swin.py" --batch 8 --size 224 --frames 16 --steps 10 --warmup 3
-            timeout "$(limit 100)" python3 "$here/bench_bevt_swin.py" --batch 8 --size 224 --frames 16 --steps 10 --warmup 3 --compile
-          } 2>&1 | grep -v -i warn | tee "$OUT/swin.log" ;;
+    swin) timeout "$(limit "$SWIN_LIMIT")" python3 "$here/bench_bevt_swin.py" --batch 8 --size 224 --frames 16 --steps 10 \
+            --warmup 3 --compile 2>&1 | grep -v -i warn | tee "$OUT/swin.log" ;;
     bench|compile)
       for pb in $BENCH; do
         IFS=: read -r p b extra <<< "$pb"   # preset:batch[:override] (BEVT: pixel targets, no DALL-E weights here)

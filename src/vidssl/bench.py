@@ -176,8 +176,10 @@ class HostSyncRecorder:
     ``warmup`` batches, through ``torch.cuda.set_sync_debug_mode("warn")``.
 
     ``syncs`` lists ``"file:line"`` of the Python line that made each call (an ``.item()``, a
-    ``bool(tensor)``, a boolean-mask index…). A sync stalls the CPU until the GPU catches up, so the
-    next step's kernels cannot be queued while this one runs.
+    ``bool(tensor)``, a boolean-mask index…); where that line is inside a library (torch, Lightning),
+    `` (from FILE:LINE)`` names the innermost vidssl line on the stack, and `` [thread NAME]`` a sync
+    reported from another thread. A sync stalls the CPU until the GPU catches up, so the next step's
+    kernels cannot be queued while this one runs.
     """
 
     def __init__(self, warmup: int = 1):
@@ -192,9 +194,10 @@ class HostSyncRecorder:
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
                 if batch_idx < warmup:
                     return
-                recorder._catch = warnings.catch_warnings(record=True)
-                recorder._records = recorder._catch.__enter__()
+                recorder._catch = warnings.catch_warnings()
+                recorder._catch.__enter__()
                 warnings.simplefilter("always")
+                warnings.showwarning = recorder._record
                 torch.cuda.set_sync_debug_mode("warn")
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -202,11 +205,22 @@ class HostSyncRecorder:
                     return
                 torch.cuda.set_sync_debug_mode(0)
                 recorder._catch.__exit__(None, None, None)
-                for w in recorder._records:
-                    if "synchroniz" in str(w.message):
-                        recorder.syncs.append(f"{w.filename}:{w.lineno}")
 
         self.callback = Callback()
+
+    def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
+        import threading
+        import traceback
+
+        if "synchroniz" not in str(message):
+            return
+        where = f"{filename}:{lineno}"
+        if "/vidssl/" not in filename:
+            ours = [f for f in traceback.extract_stack()[:-1] if "/vidssl/" in f.filename and not f.filename.endswith("bench.py")]
+            if ours:
+                where += f" (from {ours[-1].filename}:{ours[-1].lineno})"
+        thread = threading.current_thread().name
+        self.syncs.append(where + ("" if thread == "MainThread" else f" [thread {thread}]"))
 
 
 def find_host_syncs(cfg, num_classes: int = 10, steps: int = 2, warmup: int = 1) -> list[str]:

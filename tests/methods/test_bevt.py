@@ -63,6 +63,29 @@ def test_image_attention_reads_the_temporal_offset_0_slice_of_the_3d_table():
     torch.testing.assert_close(attn.relative_position_bias_table.detach()[full[:49, :49].reshape(-1)].view(49, 49, 4).permute(2, 0, 1), bias)
 
 
+def test_fused_and_explicit_attention_give_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    model = SwinBEVT(embed_dim=16, depths=(2, 2), num_heads=(2, 4), window_size=(2, 4, 4), drop_path_rate=0.0)
+    clip, image = torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 64, 64)  # 4×16×16 tokens: shifted windows
+    mask = torch.zeros(2, 4, 4, 4, dtype=torch.bool)
+    mask[:, :, 1:3] = True
+
+    def run(fused: bool):
+        model.set_fused_attention(fused)
+        model.zero_grad(set_to_none=True)
+        outs = [model.forward_stages(clip, mask)[-1], model.forward_stages(image)[-1]]
+        sum(o.square().mean() for o in outs).backward()
+        table = model.layers[1].blocks[1].attn.relative_position_bias_table.grad.clone()
+        return [o.detach() for o in outs], table
+
+    (clip_f, image_f), grad_f = run(True)
+    (clip_e, image_e), grad_e = run(False)
+    torch.testing.assert_close(clip_e, clip_f, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(image_e, image_f, atol=1e-5, rtol=1e-4)
+    assert grad_f.abs().sum() > 0
+    torch.testing.assert_close(grad_e, grad_f, atol=1e-6, rtol=1e-4)
+
+
 OFFICIAL_CFG = dict(patch_size=(2, 4, 4), embed_dim=16, depths=(1, 1, 2, 2), num_heads=(1, 2, 2, 4), window_size=(4, 7, 7))
 
 

@@ -160,6 +160,9 @@ class BEVT(SSLMethod):
         nn.init.trunc_normal_(self.lm_head.weight, std=0.02)
         nn.init.zeros_(self.lm_head.bias)
         self.video_augment, self.image_augment = self.build_augmentation()
+        # buffers, not tensors built from Python lists per step (a host-to-device copy that syncs)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD), persistent=False)
         if m.init_checkpoint:
             from vidssl.models.convert_bevt import init_from_bevt_checkpoint
 
@@ -237,10 +240,9 @@ class BEVT(SSLMethod):
         return video, image
 
     def normalise(self, x: Tensor) -> Tensor:
+        """ImageNet mean/std normalisation of ``B×3×…`` [0, 1] views."""
         shape = (1, 3) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(shape)
-        std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(shape)
-        return (x - mean) / std
+        return (x - self.pixel_mean.to(x.dtype).view(shape)) / self.pixel_std.to(x.dtype).view(shape)
 
     def augment(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Views ``clip`` ``B×3×T×H×W`` and ``image`` ``B×3×H×W`` (normalised), their masks

@@ -215,8 +215,11 @@ def _shift_mask(size: tuple[int, int, int], window: tuple[int, int, int], shift:
 class WindowAttention3D(nn.Module):
     """Multi-head self-attention inside (shifted) windows with a 3-D relative position bias table.
 
-    Attention runs through ``F.scaled_dot_product_attention`` with the bias (+ the shift mask) as an
-    additive float mask, so a GPU uses the fused memory-efficient kernel. Parameter names are the
+    With ``fused = True`` (default) attention runs through ``F.scaled_dot_product_attention`` with the
+    bias (+ the shift mask) as an additive float mask, so a GPU can use the fused memory-efficient
+    kernel; ``fused = False`` computes ``softmax(q·kᵀ/√d + bias)·v`` with explicit matmuls (torchvision's
+    way), kept because which one is faster depends on the GPU and on ``torch.compile``
+    (``benchmarks/bench_bevt_swin.py --attention``). Both give the same output. Parameter names are the
     official Video Swin / BEVT ones (``qkv``, ``proj``, ``relative_position_bias_table``).
     """
 
@@ -233,6 +236,7 @@ class WindowAttention3D(nn.Module):
                              persistent=False)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.fused = True
         self._index_cache: dict[tuple, Tensor] = {}
 
     def relative_position_bias(self, window: tuple[int, int, int]) -> Tensor:
@@ -254,6 +258,12 @@ class WindowAttention3D(nn.Module):
         h = self.num_heads
         q, k, v = self.qkv(x).view(b, nw, n, 3, h, c // h).permute(3, 0, 1, 4, 2, 5).unbind(0)  # B×nW×h×N×hd
         bias = self.relative_position_bias(window).to(q.dtype)  # h×N×N
+        if not self.fused:
+            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias  # B×nW×h×N×N
+            if mask is not None:
+                scores = scores + mask.to(q.dtype).unsqueeze(1)
+            out = scores.softmax(-1).to(v.dtype) @ v  # B×nW×h×N×hd
+            return self.proj(out.transpose(2, 3).reshape(b, nw, n, c))
         if mask is None:  # the bias is shared by every window: broadcast it over B·nW
             out = F.scaled_dot_product_attention(q.reshape(b * nw, h, n, -1), k.reshape(b * nw, h, n, -1),
                                                  v.reshape(b * nw, h, n, -1), attn_mask=bias.unsqueeze(0))
@@ -399,6 +409,8 @@ class SwinBEVT(nn.Module):
     BEVT checkpoints load after stripping ``backbone.`` (:mod:`vidssl.models.convert_bevt`). The decoders
     (``fpn*``, ``lm_down*``) are not here: they belong to the pretraining method (:mod:`vidssl.methods.bevt`).
 
+    ``fused_attention``: SDPA (True) or explicit matmul attention (False), see :class:`WindowAttention3D`.
+
     ``forward(x, return_features=False, mask=None)``: the pooled embedding ``B×D`` (mean of the final
     LayerNorm'd tokens) and optionally the map ``B×D×T'×H'×W'`` (images: ``T' = 1``).
     ``mask``: bool ``B×T_m×H_m×W_m`` (images ``B×H_m×W_m``) on any grid that divides the patch-token grid
@@ -408,7 +420,8 @@ class SwinBEVT(nn.Module):
     def __init__(self, patch_size: Sequence[int] = (2, 4, 4), embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
                  num_heads: Sequence[int] = (4, 8, 16, 32), window_size: Sequence[int] = (8, 7, 7),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.3, in_channels: int = 3,
-                 patch_norm: bool = True, image_path: bool = True, image_quirks: bool = False):
+                 patch_norm: bool = True, image_path: bool = True, image_quirks: bool = False,
+                 fused_attention: bool = True):
         super().__init__()
         self.patch_size = tuple(int(p) for p in patch_size)
         self.window_size = tuple(int(w) for w in window_size)
@@ -428,6 +441,13 @@ class SwinBEVT(nn.Module):
         self.embed_dim = self.stage_dims[-1]
         self.norm = nn.LayerNorm(self.embed_dim)
         self.apply(self._init_weights)
+        self.set_fused_attention(fused_attention)
+
+    def set_fused_attention(self, fused: bool) -> None:
+        """SDPA (True) or explicit matmul + softmax (False) attention in every block; same outputs."""
+        for module in self.modules():
+            if isinstance(module, WindowAttention3D):
+                module.fused = fused
 
     def set_drop_path(self, rate: float) -> None:
         """Stochastic depth rising linearly from 0 to ``rate`` over the blocks (e.g. fine-tuning's 0.3 / 0.4)."""
