@@ -1,13 +1,15 @@
-"""protocol_for: which view protocol and normalisation an encoder is evaluated with (its input contract)."""
+"""protocol_for: which view protocol and normalisation an encoder is evaluated with (its input contract); the BEVT SSv2 train view."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
+from vidssl.data import transforms as T
 from vidssl.errors import ConfigError, UserError
 from vidssl.eval.features import PROTOCOLS, protocol_for
-from vidssl.eval.views import contract_normalisation
+from vidssl.eval.views import ViewProtocol, build_train_augment, contract_normalisation, get_protocol
 from vidssl.models.contract import InputContract
 
 BRAVE = InputContract(mean=(0.0,) * 3, std=(1.0,) * 3, num_frames=32, stride=2, crop_size=224, canvas=256,
@@ -119,3 +121,29 @@ def test_contract_without_eval_views_uses_the_default():
     choice = protocol_for(encoder_with(InputContract(mean=(0.5,) * 3, std=(0.5,) * 3)), default="gdt")
     assert choice.protocol.name == "gdt" and choice.views_from == "default"
     assert choice.protocol.mean == (0.5,) * 3 and choice.protocol.std == (0.5,) * 3
+
+
+def test_bevt_ssv2_train_view_runs_randaugment_then_erasing_then_normalise():
+    """The seed's order: crop, RandAugment(n=4, m=7) on the crop, Normalize, RandomErasing p 0.25. Here the
+    erasing sits just before Normalize and fills mean + std·0, which Normalize maps to the seed's 0."""
+    protocol = get_protocol("bevt_ssv2")
+    steps = list(build_train_augment(protocol).transforms)
+    assert [type(step) for step in steps] == [T.ToFloatClip, T.RandomResizedCrop, T.RandAugment, T.RandomErasing,
+                                              T.Normalize]
+    crop, randaugment, erasing, normalize = steps[1:]
+    assert crop.size == (224, 224) and crop.scale == (0.08, 1.0)
+    assert (randaugment.num_ops, randaugment.magnitude, randaugment.magnitude_max) == (4, 7.0, 30.0)
+    assert randaugment.magnitude_std == 0 and randaugment.edge_crop and randaugment.ops == T.RANDAUGMENT_OPS
+    assert randaugment.flip_p == 0.0  # SSv2 labels name directions; the seed's flip is in "bevt_ssv2_seed"
+    assert erasing.p == 0.25 and erasing.mode == "const" and erasing.count == (1, 1)
+    assert erasing.scale == (0.02, 1 / 3) and erasing.ratio == (0.3, 1 / 0.3)
+    assert torch.equal(erasing.mean, normalize.mean) and torch.equal(erasing.std, normalize.std)
+    torch.testing.assert_close(normalize.mean.flatten(), torch.tensor(protocol.mean))
+
+    seed_view = list(build_train_augment(get_protocol("bevt_ssv2", train_augment="bevt_ssv2_seed")).transforms)
+    assert [type(step) for step in seed_view] == [type(step) for step in steps] and seed_view[2].flip_p == 0.5
+
+    small = ViewProtocol("t", 2, 1, (16, 20), 12, train_augment="bevt_ssv2", mean=protocol.mean, std=protocol.std)
+    clips = torch.randint(0, 256, (3, 2, 16, 20, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = build_train_augment(small)(clips, generator=torch.Generator().manual_seed(1))
+    assert out.shape == (3, 3, 2, 12, 12) and out.dtype == torch.float32

@@ -112,7 +112,10 @@ FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
         clips_per_video=1, dropout=0.5, head_init="default", grad_clip=40.0, drop_path=0.3,
     ),
     # BEVT §3.9 (SSv2 config): AdamW 5e-4, wd 0.05, backbone lr ×0.1, label smoothing 0.1, EMA, drop path 0.4,
-    # no clipping; test 1 × 3 views (bevt_ssv2 views). RandAugment / RandomErasing are not implemented.
+    # no clipping; test 1 × 3 views (bevt_ssv2 views). Train view: crop, RandAugment(n=4, m=7), RandomErasing p 0.25
+    # (views.py `_bevt_ssv2_train_view`). The seed also mirrored half its clips, a side effect of imgaug's
+    # RandAugment that its flip_ratio=0 suggests was unintended; protocol_overrides={"train_augment":
+    # "bevt_ssv2_seed"} restores it.
     "bevt_ssv2": FinetuneConfig(
         protocol="bevt_ssv2", epochs=60, batch_size=64, head_lr=5e-4, backbone_lr=5e-5, weight_decay=0.05,
         optimizer="adamw", schedule="warmup_cosine", warmup_epochs=2.5, warmup_start_lr=5e-5, clips_per_video=1,

@@ -280,11 +280,27 @@ def _bevt_k400_train_view(protocol: ViewProtocol):
     return [T.RandomResizedCrop(protocol.crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)), T.RandomHorizontalFlip(0.5)]
 
 
-def _bevt_ssv2_train_view(protocol: ViewProtocol):
-    # BEVT SSv2 fine-tuning (§3.9): the same crop, no flip (RandAugment and RandomErasing not implemented).
+def _bevt_ssv2_train_view(protocol: ViewProtocol, flip_p: float = 0.0):
+    # BEVT SSv2 fine-tuning (§3.9; the seed's swin_base_patch244_window1677_bevt_finetune_ssv2.py): the K400
+    # crop, no flip, imgaug's RandAugment(n=4, m=7) on the 224 crop, Normalize, then timm's
+    # RandomErasing(probability=0.25) with its defaults (1 box, area 0.02-1/3, aspect 0.3-3.3, filled with 0).
+    # Departures:
+    # - the seed's RandAugment works on uint8 frames; ours works on the [0, 1] floats (see
+    #   vidssl.data.transforms.randaugment);
+    # - imgaug's RandAugment mirrors half the clips by itself, despite the config's flip_ratio=0, and SSv2
+    #   labels name directions. We don't mirror; the "bevt_ssv2_seed" view does, as the seed did;
+    # - the erasing runs just before Normalize instead of after it. It writes mean + std·z, which Normalize
+    #   turns into the seed's z (0 here), so the clips that come out are the same.
     from vidssl.data import transforms as T
 
-    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))]
+    return [T.RandomResizedCrop(protocol.crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)),
+            T.RandAugment(num_ops=4, magnitude=7, flip_p=flip_p),
+            T.RandomErasing(p=0.25, mean=protocol.mean, std=protocol.std)]
+
+
+def _bevt_ssv2_seed_train_view(protocol: ViewProtocol):
+    # The seed's SSv2 train view including the flip imgaug's RandAugment adds (p 0.5), as the seed trained.
+    return _bevt_ssv2_train_view(protocol, flip_p=0.5)
 
 
 #: Random train views by name (each a list of float ``B×C×T×H×W`` transforms).
@@ -295,6 +311,7 @@ TRAIN_AUGMENTS: dict[str, Callable[[ViewProtocol], list]] = {
     "demo": _demo_train_view,
     "bevt_k400": _bevt_k400_train_view,
     "bevt_ssv2": _bevt_ssv2_train_view,
+    "bevt_ssv2_seed": _bevt_ssv2_seed_train_view,
 }
 
 

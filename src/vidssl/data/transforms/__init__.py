@@ -13,7 +13,8 @@ happens here, on the whole batch at once:
 Pieces: :class:`RandomResizedCrop`, :class:`RandomHorizontalFlip`, :class:`ColorJitter`
 (torchvision semantics, random order per sample), :class:`BraveColorAugment` (BraVe's
 fixed-order TF-style variant), :class:`RandomGrayscale`, :class:`GaussianBlur`,
-:class:`RandConv`, :class:`Normalize`, :class:`CenterCrop`, :class:`SpatialCrops`,
+:class:`RandConv`, :class:`RandAugment` (imgaug's policy, as BEVT's SSv2 fine-tuning),
+:class:`RandomErasing` (timm's), :class:`Normalize`, :class:`CenterCrop`, :class:`SpatialCrops`,
 :class:`Compose`; ready-made pipelines: :func:`byol_video_augment`,
 :func:`brave_narrow_augment`, :func:`brave_broad_augment`, :func:`eval_transform`.
 
@@ -29,6 +30,8 @@ Modules: :mod:`~vidssl.data.transforms.core` (random draws, :class:`ClipTransfor
 :mod:`~vidssl.data.transforms.geometry` (crops, flips, resizing),
 :mod:`~vidssl.data.transforms.colour` (colour jitter, grayscale),
 :mod:`~vidssl.data.transforms.filters` (blur, random convolution),
+:mod:`~vidssl.data.transforms.randaugment` (RandAugment and its operations),
+:mod:`~vidssl.data.transforms.erasing` (random erasing),
 :mod:`~vidssl.data.transforms.flow` (crop and flip of optical flow, vectors kept consistent) and
 :mod:`~vidssl.data.transforms.recipes` (the ready-made pipelines).
 """
@@ -69,6 +72,7 @@ from vidssl.data.transforms.core import (
     bernoulli,
     uniform,
 )
+from vidssl.data.transforms.erasing import RandomErasing
 from vidssl.data.transforms.filters import (
     _TRUNCATED_STD,
     GaussianBlur,
@@ -90,6 +94,7 @@ from vidssl.data.transforms.geometry import (
     crop_and_resize,
     sample_crop_boxes,
 )
+from vidssl.data.transforms.randaugment import RANDAUGMENT_OPS, RandAugment
 from vidssl.data.transforms.recipes import (
     EvalTransform,
     _brave_view,
@@ -104,7 +109,8 @@ __all__ = [
     "scale_blur_to_zoom",
     "augment_flow",
     "BraveColorAugment", "CenterCrop", "ClipTransform", "ColorJitter", "Compose", "EvalTransform",
-    "GaussianBlur", "Normalize", "RandConv", "RandomGrayscale", "RandomHorizontalFlip", "RandomResizedCrop",
+    "GaussianBlur", "Normalize", "RANDAUGMENT_OPS", "RandAugment", "RandConv", "RandomErasing", "RandomGrayscale",
+    "RandomHorizontalFlip", "RandomResizedCrop",
     "ResizeShortSide", "SpatialCrops", "ToFloatClip", "adjust_brightness", "adjust_contrast", "adjust_hue",
     "adjust_saturation", "blur_kernel_size_for", "brave_broad_augment", "brave_narrow_augment",
     "byol_video_augment", "crop_and_resize", "eval_transform", "gaussian_kernels", "hsv_to_rgb",
