@@ -257,6 +257,63 @@ def test_pretrain_two_streams_on_the_embedded_dataset(demo_root, tmp_path):
         assert encoder(torch.randn(1, 3, 8, 64, 64)).shape == (1, 256)
 
 
+def test_two_stream_batch_reads_images_from_an_image_folder_and_clips_from_videos(demo_root, image_root):
+    """The image stream from an ImageNet-style folder (format images), the video stream from the embedded
+    videos: one combined batch as the DataModule delivers it, then BEVT's views and loss."""
+    from vidssl.data.module import StreamDataModule
+
+    cfg = load_pretrain_config("bevt_tiny", [
+        f"data.root={demo_root}", f"streams.image.root={image_root}", "streams.image.format=images",
+        "data.batch_size=2", "streams.image.batch_size=3", "data.num_workers=0", "streams.image.num_workers=0"])
+    method = METHODS["bevt"](cfg)
+    data = StreamDataModule(method.data_streams(), seed=0, log=lambda _: None)
+    data.setup()
+    assert data.manifests["image"].stills and not data.manifests["video"].stills
+    batch = {name: next(iter(data.loader(name))) for name in data.streams}
+    images, clips = batch["image"]["clips"]["image"], batch["video"]["clips"]["clip"]
+    assert images.shape == (3, 64, 64, 3) and images.dtype == torch.uint8
+    assert clips.shape == (2, 8, 64, 64, 3) and clips.dtype == torch.uint8
+    # the images are the folder's (flat colours whose red channel says the class), with their labels
+    torch.testing.assert_close(images[:, 32, 32, 0].float(), 60.0 * (batch["image"]["label"].float() + 1), atol=3.0, rtol=0.0)
+    views = method.make_views(batch)
+    assert views["image"].shape == (3, 3, 64, 64) and views["clip"].shape == (2, 3, 8, 64, 64)
+    out = method.compute_loss(views, batch)
+    assert torch.isfinite(out["loss"]) and torch.isfinite(out["loss_image"]) and torch.isfinite(out["loss_video"])
+
+
+def test_pretrain_with_the_image_stream_from_an_image_folder(demo_root, image_root, tmp_path):
+    from vidssl.data.index import load_manifest
+    from vidssl.methods.train import pretrain
+
+    cfg = load_pretrain_config("bevt_tiny", [
+        f"data.root={demo_root}", f"streams.image.root={image_root}", "data.batch_size=2", "streams.image.batch_size=4",
+        "data.num_workers=0", "streams.image.num_workers=0", "max_steps=3", "log_every=1", "checkpoint_every=3"])
+    run = pretrain(cfg, tmp_path / "run", log=lambda _: None)
+    metrics = (run / "metrics.csv").read_text()
+    assert "train/loss_video" in metrics and "train/loss_image" in metrics
+    assert (run / "encoder.safetensors").is_file()
+    assert load_manifest(image_root).stills  # format auto detected the folder as images (manifest saved in it)
+
+
+def test_image_only_pretrain_on_an_image_folder(image_root, tmp_path):
+    from vidssl.methods.train import pretrain
+
+    cfg = load_pretrain_config("bevt_image_tiny", [f"data.root={image_root}", "data.format=images", "data.batch_size=4",
+                                                   "data.num_workers=0", "max_steps=2", "log_every=1", "checkpoint_every=2"])
+    run = pretrain(cfg, tmp_path / "run", log=lambda _: None)
+    assert "train/loss_image" in (run / "metrics.csv").read_text()
+
+
+def test_an_image_folder_cannot_feed_the_video_stream(image_root, tmp_path):
+    from vidssl.errors import DataError
+    from vidssl.methods.train import pretrain
+
+    cfg = load_pretrain_config("bevt_tiny", [f"data.root={image_root}", f"streams.image.root={image_root}",
+                                             "data.num_workers=0", "streams.image.num_workers=0", "max_steps=1"])
+    with pytest.raises(DataError, match=r"holds still images \(format=images\), but view\(s\) clip \(video\) need videos"):
+        pretrain(cfg, tmp_path / "run", log=lambda _: None)
+
+
 # ------------------------------------------------------------------------------------------ config
 
 
@@ -283,8 +340,16 @@ def test_full_presets_follow_the_seed():
         assert (o.name, o.lr, tuple(o.betas), o.weight_decay, o.warmup_epochs, o.grad_clip) == ("adamw", 5e-4, (0.9, 0.999), 0.05, 10, 3.0)
         assert o.warmup_start_lr == pytest.approx(0.1 * o.lr) and o.final_lr == 0.0
         assert (cfg.trainer.max_epochs, cfg.data.batch_size, cfg.streams["image"].batch_size) == (150, 256, 2048)
+        # the seed's image stream is ImageNet-1K train (§3.7): an ImageNet folder tree
+        image_data = cfg.streams["image"]
+        assert (image_data.root, image_data.format, image_data.split) == ("data/imagenet", "images", "train")
     image = load_pretrain_config("bevt_image_swinb_in1k")
     assert image.method.image_only and image.trainer.max_epochs == 800 and image.method.num_masked == 98
+    assert (image.data.root, image.data.format) == ("data/imagenet", "images")
+    # the CPU twins stay on frames of the embedded videos (no image files needed)
+    tiny = load_pretrain_config("bevt_tiny").streams["image"]
+    assert (tiny.root, tiny.format, tiny.generate_demo) == ("data/demo", "auto", True)
+    assert load_pretrain_config("bevt_image_tiny").data.root == "data/demo"
 
 
 def test_bad_settings_are_refused_with_the_key():
@@ -306,3 +371,16 @@ def test_image_only_pretrain_on_the_embedded_dataset(demo_root, tmp_path):
                                                    "max_steps=2", "log_every=1", "checkpoint_every=2"])
     run = pretrain(cfg, tmp_path / "run", log=lambda _: None)
     assert (run / "encoder.safetensors").is_file()
+
+
+
+def test_a_missing_image_root_names_the_key_to_set(demo_root, tmp_path):
+    """The full presets' image stream defaults to data/imagenet: when it is not there, say which key to set."""
+    from vidssl.data.module import StreamDataModule
+    from vidssl.errors import DataError
+
+    cfg = load_pretrain_config("bevt_tiny", [f"data.root={demo_root}", f"streams.image.root={tmp_path / 'imagenet'}",
+                                             "streams.image.generate_demo=false"])
+    data = StreamDataModule(METHODS["bevt"](cfg).data_streams(), seed=0, log=lambda _: None)
+    with pytest.raises(DataError, match=r"data root '.*imagenet' does not exist; set streams.image.root=PATH"):
+        data.setup()

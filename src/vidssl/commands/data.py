@@ -25,6 +25,7 @@ DEMO_EPILOG = """examples:
 INDEX_EPILOG = """examples:
   vidssl data index data/demo                      # auto-detects the layout
   vidssl data index /datasets/hmdb51 --format hmdb51 --out ~/hmdb51_manifest.json   # read-only root
+  vidssl data index /datasets/imagenet --format images   # ROOT/train/CLASS/*.JPEG (BEVT's image stream)
 """
 
 CHECK_EPILOG = """examples:
@@ -33,7 +34,7 @@ CHECK_EPILOG = """examples:
   vidssl data check ~/hmdb51_manifest.json         # a manifest written with --out
 """
 
-FORMATS = ["auto", "folder", "ucf101", "hmdb51", "csv", "kinetics", "movienet"]
+FORMATS = ["auto", "folder", "ucf101", "hmdb51", "csv", "kinetics", "movienet", "images"]
 
 
 def register(subparsers) -> None:
@@ -133,7 +134,8 @@ def run_index(args) -> int:
     bad = manifest.unreadable()
     where = f"-> {out}" if out else (f"(NOT written: {os.path.join(manifest.root, MANIFEST_NAME)} is not writable; "
                                      "pass --out FILE to keep the manifest)")
-    print(f"indexed {len(manifest)} videos ({manifest.format}, {manifest.num_classes} classes, "
+    what = "images" if manifest.stills else "videos"
+    print(f"indexed {len(manifest)} {what} ({manifest.format}, {manifest.num_classes} classes, "
           f"folds {manifest.folds or '-'}) in {time.perf_counter() - start:.1f} s {where}")
     if manifest.missing:
         print(f"{len(manifest.missing)} listed videos are missing on disk (first: {manifest.missing[0]})")
@@ -171,7 +173,8 @@ def _load_for_check(args):
 
 
 def time_clips(manifest, num_clips: int, seed: int = 0) -> tuple[list[float], dict[str, str]]:
-    """Decode ``num_clips`` random clips (16 frames, stride 2, canvas 112²) with the dataset path.
+    """Decode ``num_clips`` random clips (16 frames, stride 2, canvas 112²; images of a still-image
+    manifest: one frame at 112²) with the dataset path.
 
     Runs in this process with one torch thread, like one DataLoader worker. Returns seconds
     per clip and the files that failed (path -> reason).
@@ -185,7 +188,9 @@ def time_clips(manifest, num_clips: int, seed: int = 0) -> tuple[list[float], di
     readable = [r for r in manifest.records if r.error is None]
     if not readable or num_clips <= 0:
         return [], {}
-    plan = RandomClipPlan(ViewSpec("clip", num_frames=16, stride=2, canvas=(112, 112)))
+    view = ViewSpec("clip", kind="image", canvas=(112, 112)) if manifest.stills else \
+        ViewSpec("clip", num_frames=16, stride=2, canvas=(112, 112))
+    plan = RandomClipPlan(view)
     dataset = VideoDataset(manifest, plan, seed=seed, max_retries=0)
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(dataset), size=min(num_clips, len(dataset)), replace=False)
@@ -221,7 +226,7 @@ def run_check(args) -> int:
     at_probe = {manifest.resolve(r): r.error for r in records if r.error is not None}
     readable = [(manifest.resolve(r), r.info) for r in records if r.error is None and r.info is not None]
     checks = check_files(readable, fast=args.fast, workers=args.workers,
-                         progress=lambda d, t: _progress(d, t, "decoding"))
+                         progress=lambda d, t: _progress(d, t, "decoding"), still=manifest.stills)
     broken = {c.path: c.error for c in checks if c.error is not None}
     times, failed = time_clips(manifest, args.clips)
     for path, reason in failed.items():  # a clip the dataset could not cut (rare once the whole file decodes)
@@ -260,11 +265,13 @@ def run_check(args) -> int:
         "duration_s": [i.duration for i in infos],
         "keyframe_interval_frames": [i.keyframe_interval for i in infos if i.keyframe_interval],
         "decode_s_per_clip": times,
-        "decoded": "first second of each file" if args.fast else "every frame and the whole audio track of each file",
+        "decoded": ("each image whole" if manifest.stills else "first second of each file" if args.fast
+                    else "every frame and the whole audio track of each file"),
     }
     print(f"dataset     {manifest.root}  ({manifest.format}, {manifest.num_classes} classes, folds {manifest.folds or '-'})")
-    print(f"videos      {len(records)} indexed = {ok} OK + {len(unreadable)} unreadable ({len(at_probe)} at probe, "
-          f"{len(broken)} break while decoding{' the first second' if args.fast else ''}); "
+    what = "images" if manifest.stills else "videos"
+    print(f"{what:<12}{len(records)} indexed = {ok} OK + {len(unreadable)} unreadable ({len(at_probe)} at probe, "
+          f"{len(broken)} break while decoding{' the first second' if args.fast and not manifest.stills else ''}); "
           f"{len(manifest.missing)} listed but missing on disk")
     if unreadable:
         print("unreadable:")
@@ -275,6 +282,31 @@ def run_check(args) -> int:
     if outside:
         print(f"outside     {len(outside)} listed paths lie outside ROOT (refused unless indexed with "
               f"--allow-outside-root), e.g. {', '.join(outside[:3])}")
+    if manifest.stills:  # images: no audio, frame rate or keyframes to report
+        if infos:
+            print(f"resolution  {_common(Counter(f'{i.width}x{i.height}' for i in infos))}")
+            print(f"formats     {_common(Counter(i.video_codec for i in infos))}")
+    else:
+        _print_video_facts(report, infos, no_audio, audio_problems, undecodable_audio, lying)
+    if times:
+        ms = [1000 * t for t in times]
+        what = "images" if manifest.stills else "clips of 16 frames (stride 2)"
+        print(f"decode      {len(times)} {what} at 112x112, one thread: "
+              f"median {statistics.median(ms):.1f} ms/{'image' if manifest.stills else 'clip'}, "
+              f"mean {statistics.mean(ms):.1f} ms (~{1000 / statistics.mean(ms):.0f} "
+              f"{'images' if manifest.stills else 'clips'}/s per worker)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"report      {args.json}")
+    return 0
+
+
+def _print_video_facts(report: dict, infos: list, no_audio: list, audio_problems: dict, undecodable_audio: list,
+                       lying: list) -> None:
+    """The audio, frame-rate, codec, duration and keyframe lines of ``vidssl data check`` (videos only)."""
+    from vidssl.data.check import AUDIO_UNDECODABLE
+
     print(f"audio       {len(infos) - len(no_audio)} with a track, {len(no_audio)} without, "
           f"{len(undecodable_audio)} {AUDIO_UNDECODABLE}, {len(audio_problems) - len(undecodable_audio)} cut short"
           + ("" if not audio_problems else "  (such clips are marked invalid in training, never fed as silence)"))
@@ -292,13 +324,3 @@ def run_check(args) -> int:
                  if report["keyframe_interval_frames"] and statistics.median(report["keyframe_interval_frames"]) > 100 else ""))
         if lying:
             print(f"headers     {len(lying)} files claim a wrong frame count (counted instead), e.g. {lying[0]}")
-    if times:
-        ms = [1000 * t for t in times]
-        print(f"decode      {len(times)} clips of 16 frames (stride 2) at 112x112, one thread: "
-              f"median {statistics.median(ms):.1f} ms/clip, mean {statistics.mean(ms):.1f} ms "
-              f"(~{1000 / statistics.mean(ms):.0f} clips/s per worker)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"report      {args.json}")
-    return 0

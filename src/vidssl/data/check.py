@@ -7,6 +7,10 @@ stream (``fast``: only the first second) and the audio track with the decoder th
 classifies the file into exactly one of ``ok``, ``broken`` (probes fine, does not decode) — besides
 ``unreadable`` (the probe itself failed) and ``missing`` (listed, not on disk), which the manifest
 already knows — so the counts of a check always add up to the number of files indexed.
+
+Still images (``still=True``, a manifest of the ``images`` layout) are decoded whole with the
+``image`` decoder the datasets use for them (a truncated JPEG passes probing, which reads the header
+only, and is ``broken`` here); they have no audio to check.
 """
 
 from __future__ import annotations
@@ -59,12 +63,20 @@ def _decode_video(path: str, seconds: float | None) -> tuple[int, str | None]:
     return count, None
 
 
-def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000) -> FileCheck:
-    """Decode one probed file (``info``: its :class:`~vidssl.data.decoders.base.VideoInfo`)."""
+def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000, still: bool = False) -> FileCheck:
+    """Decode one probed file (``info``: its :class:`~vidssl.data.decoders.base.VideoInfo`); ``still``: the
+    file is an image (decoded whole, even with ``fast``: an image is one frame)."""
     from vidssl.data.decode import get_decoder
     from vidssl.errors import VideoDecodeError
 
     result = FileCheck(path)
+    if still:
+        try:
+            get_decoder("image").decode(path)
+            result.frames_decoded = 1
+        except VideoDecodeError as exc:
+            result.error = exc.reason
+        return result
     try:
         result.frames_decoded, error = _decode_video(path, 1.0 if fast else None)
     except VideoDecodeError as exc:
@@ -92,14 +104,15 @@ def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000
 
 
 def check_files(items: list[tuple[str, Any]], fast: bool = False, workers: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list[FileCheck]:
-    """:func:`check_file` over ``(path, info)`` pairs, in threads (FFmpeg decodes outside the GIL)."""
+                progress: Callable[[int, int], None] | None = None, still: bool = False) -> list[FileCheck]:
+    """:func:`check_file` over ``(path, info)`` pairs, in threads (FFmpeg and Pillow decode outside the GIL);
+    ``still``: the files are images."""
     import os
 
     workers = workers or min(8, os.cpu_count() or 1)
     results: list[FileCheck] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, result in enumerate(pool.map(lambda item: check_file(item[0], item[1], fast), items), 1):
+        for done, result in enumerate(pool.map(lambda item: check_file(item[0], item[1], fast, still=still), items), 1):
             results.append(result)
             if progress is not None:
                 progress(done, len(items))

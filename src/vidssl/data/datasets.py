@@ -15,6 +15,11 @@ Workers only decode and resize (short side, then centre crop to the view's canva
 is cut from the decoded span by the slicer of its kind (:data:`SLICERS`, a plain dict).
 Augmentation happens batched on the device (``vidssl.data.transforms``).
 
+Still images (a manifest of the ``images`` layout, ``manifest.stills``) are one-frame videos: they
+are decoded by the ``image`` decoder (Pillow) whatever video backend is configured, and only
+``image`` views may be cut from them (a video, audio or flow view of a still would be a frozen clip,
+silence or zero motion: refused with a :class:`DataError`).
+
 Audio is never silently zero: an audio view whose file has no track, whose track decodes to
 nothing, or whose span the track does not fully cover has ``valid[view] = False`` (its samples
 are zeros); methods that need audio drop or mask those items.
@@ -99,8 +104,15 @@ class VideoDataset(Dataset):
         self.manifest = source
         self.records: list[VideoRecord] = [r for r in source.records if r.error is None]
         self._failures: dict[str, str] = {self.manifest.resolve(r): r.error for r in source.records if r.error is not None}
+        what = "images" if source.stills else "videos"
         if not self.records:
-            raise DataError(f"no readable videos in {manifest.root} (split={split}, fold={fold}); run `vidssl data check` on it")
+            raise DataError(f"no readable {what} in {manifest.root} (split={split}, fold={fold}); run `vidssl data check` on it")
+        if source.stills:
+            not_images = [f"{v.name} ({v.kind})" for v in plan.views if v.kind != "image"]
+            if not_images:
+                raise DataError(f"{manifest.root} holds still images (format={source.format}), but view(s) "
+                                f"{', '.join(not_images)} need videos; point this stream's root at videos")
+            decoder = "image"
         if repeats < 1:
             raise DataError(f"repeats must be >= 1, got {repeats}")
         self.plan = plan
@@ -186,15 +198,15 @@ class VideoDataset(Dataset):
         self._failures[path] = reason
         if path not in self._logged:
             self._logged.add(path)
-            log.warning("%s unreadable video %s: %s", "excluding" if self.on_unreadable == "exclude" else "skipping",
-                        path, reason)
+            log.warning("%s unreadable %s %s: %s", "excluding" if self.on_unreadable == "exclude" else "skipping",
+                        "image" if self.manifest.stills else "video", path, reason)
 
     def _load(self, record: VideoRecord, key: Any, rng: np.random.Generator) -> list[dict]:
         path = self.manifest.resolve(record)
         if record.info is None:  # manifest built without probing
-            from vidssl.data.decode import probe
+            from vidssl.data.index import probe_file
 
-            record.info = probe(path)
+            record.info = probe_file(path, self.manifest.stills)
         selections = [self.plan.sample(record, rng, key) for _ in range(self.repeats)]
         return self._slice(path, record.info, selections)
 

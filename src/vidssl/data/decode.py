@@ -9,6 +9,9 @@ Two backends share one interface (``decode(path, start, end, ...) -> Clip``):
   ``reference/dependencies.md``), converts and resizes only the kept frames with
   swscale (``VideoFrame.reformat``).
 * :class:`TorchCodecDecoder`: torchcodec, when it is installed (optional extra).
+* :class:`ImageDecoder` (``"image"``): still images through Pillow, as one-frame clips
+  (:func:`probe_image` probes them); datasets of the ``images`` layout use it whatever
+  video backend is configured.
 
 Real files are messy, so decoding returns what exists: an audio track cut short is
 padded with zeros (``Clip.audio_padded``), an ``InvalidDataError`` mid-stream ends the
@@ -25,6 +28,7 @@ probing); this module is the interface to import from, and holds the backend reg
 from __future__ import annotations
 
 from vidssl.data.decoders.base import Clip, Decoder, VideoInfo, _select_times, resized_size
+from vidssl.data.decoders.image import IMAGE_EXTENSIONS, ImageDecoder, probe_image
 from vidssl.data.decoders.probing import probe
 from vidssl.data.decoders.pyav_decoder import PyAVDecoder
 from vidssl.data.decoders.torchcodec_decoder import TorchCodecDecoder
@@ -36,7 +40,10 @@ __all__ = [
     "Decoder",
     "PyAVDecoder",
     "TorchCodecDecoder",
+    "ImageDecoder",
     "probe",
+    "probe_image",
+    "IMAGE_EXTENSIONS",
     "get_decoder",
     "resized_size",
     "DECODERS",
@@ -44,11 +51,12 @@ __all__ = [
 
 
 # Plain dict of backends: name -> class.
-DECODERS: dict[str, type] = {"pyav": PyAVDecoder, "torchcodec": TorchCodecDecoder}
+DECODERS: dict[str, type] = {"pyav": PyAVDecoder, "torchcodec": TorchCodecDecoder, "image": ImageDecoder}
 
 
 def get_decoder(name: str = "pyav", **kwargs) -> Decoder:
-    """A decoder backend by name ("pyav" or "torchcodec"); UserError for unknown or missing ones."""
+    """A decoder backend by name ("pyav", "torchcodec", or "image" for still images); UserError for
+    unknown or missing ones."""
     if name not in DECODERS:
         raise UserError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
     return DECODERS[name](**kwargs)

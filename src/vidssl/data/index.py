@@ -1,12 +1,15 @@
 """Index a dataset once: records (path, label, splits, probed metadata) in a JSON manifest.
 
-Layouts read (``format=``): ``folder``, ``csv``, ``ucf101``, ``hmdb51``, ``kinetics``; their
-readers and the auto-detection live in :mod:`vidssl.data.layouts` (one module per layout,
-the plain dict :data:`~vidssl.data.layouts.LAYOUTS`), re-exported here as ``READERS`` and
-``detect_format``.
+Layouts read (``format=``): ``folder``, ``csv``, ``ucf101``, ``hmdb51``, ``kinetics``, ``movienet``
+and ``images`` (still images in class folders, e.g. ImageNet); their readers and the auto-detection
+live in :mod:`vidssl.data.layouts` (one module per layout, the plain dict
+:data:`~vidssl.data.layouts.LAYOUTS`), re-exported here as ``READERS`` and ``detect_format``.
 
-:func:`build_manifest` detects the layout, probes every video in parallel (reusing probes
-of unchanged files from an earlier manifest) and writes ``ROOT/vidssl_manifest.json``.
+:func:`build_manifest` detects the layout, probes every file in parallel (reusing probes
+of unchanged files from an earlier manifest) and writes ``ROOT/vidssl_manifest.json``. The
+records of a still-image layout (:data:`STILL_FORMATS`, :attr:`Manifest.stills`) are one-frame
+"videos": probed with :func:`~vidssl.data.decode.probe_image` and decoded with the ``image``
+decoder, so every plan and slicer reads them unchanged.
 Mistakes the user can fix raise :class:`~vidssl.errors.DataError` with a one-line message.
 """
 
@@ -33,13 +36,17 @@ __all__ = [
     "detect_format",
     "READERS",
     "VIDEO_EXTENSIONS",
+    "STILL_FORMATS",
     "MANIFEST_NAME",
+    "probe_file",
 ]
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "vidssl_manifest.json"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+#: Layouts whose records are still images (one frame each), not videos.
+STILL_FORMATS = ("images",)
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val",
                "validation": "val", "test": "test", "testing": "test"}
 
@@ -133,6 +140,11 @@ class Manifest:
             raise DataError(f"{len(outside)} video path(s) {where or 'listed'} lie outside the dataset root {self.root} "
                             f"(e.g. {outside[0]}); move them under it, or index with `vidssl data index ROOT "
                             "--allow-outside-root` if that is intended")
+
+    @property
+    def stills(self) -> bool:
+        """Whether the records are still images (a layout of :data:`STILL_FORMATS`), not videos."""
+        return self.format in STILL_FORMATS
 
     @property
     def folds(self) -> list[int]:
@@ -285,13 +297,13 @@ def _check_root(root: str | os.PathLike) -> Path:
 
 _LAYOUT_EXPORTS = {"READERS": "LAYOUTS", "LAYOUTS": "LAYOUTS", "detect_format": "detect_format",
                    "read_folder": "read_folder", "read_csv_lists": "read_csv_lists", "read_ucf101": "read_ucf101",
-                   "read_hmdb51": "read_hmdb51", "read_kinetics": "read_kinetics",
+                   "read_hmdb51": "read_hmdb51", "read_kinetics": "read_kinetics", "read_images": "read_images",
                    "KINETICS_COLUMNS": "KINETICS_COLUMNS"}
 
 if TYPE_CHECKING:
     from vidssl.data.layouts import KINETICS_COLUMNS, LAYOUTS, detect_format, read_csv_lists, read_folder
     from vidssl.data.layouts import LAYOUTS as READERS
-    from vidssl.data.layouts import read_hmdb51, read_kinetics, read_ucf101
+    from vidssl.data.layouts import read_hmdb51, read_images, read_kinetics, read_ucf101
 
 
 def __getattr__(name: str):
@@ -306,12 +318,18 @@ def __getattr__(name: str):
 # probing and building
 
 
-def _probe_one(args):
-    from vidssl.data.decode import probe
+def probe_file(path: str, still: bool = False) -> VideoInfo:
+    """Probe one file: a video (:func:`~vidssl.data.decode.probe`), or with ``still`` an image
+    (:func:`~vidssl.data.decode.probe_image`, a one-frame :class:`VideoInfo`)."""
+    from vidssl.data.decode import probe, probe_image
 
-    path, stat = args
+    return probe_image(path) if still else probe(path)
+
+
+def _probe_one(args):
+    path, stat, still = args
     try:
-        return probe(path), None, stat
+        return probe_file(path, still), None, stat
     except VideoDecodeError as exc:
         return None, exc.reason, stat
 
@@ -400,7 +418,7 @@ def probe_records(manifest: Manifest, cache_path: str | os.PathLike | None = Non
             todo.append((i, path, stat))
     workers = workers or min(8, os.cpu_count() or 1)
     done = len(manifest.records) - len(todo)
-    args = [(path, stat) for _, path, stat in todo]
+    args = [(path, stat, manifest.stills) for _, path, stat in todo]
 
     def consume(results):
         nonlocal done
@@ -418,7 +436,8 @@ def probe_records(manifest: Manifest, cache_path: str | os.PathLike | None = Non
             consume(pool.map(_probe_one, args))
     bad = manifest.unreadable()
     if bad:
-        log.warning("%d of %d videos are unreadable (first: %s: %s)", len(bad), len(manifest.records),
+        log.warning("%d of %d %s are unreadable (first: %s: %s); they are left out of training, `vidssl data check` "
+                    "lists them", len(bad), len(manifest.records), "images" if manifest.stills else "videos",
                     manifest.resolve(bad[0]), bad[0].error)
 
 

@@ -69,8 +69,10 @@ def loader_workers(requested: int, local_processes: int = 1, log: Callable[[str]
     return requested
 
 
-def prepare_data_root(data: Any, log: Callable[[str], None] = print) -> Path:
+def prepare_data_root(data: Any, log: Callable[[str], None] = print, key: str = "data") -> Path:
     """The stream's data root; the embedded dataset is generated there first when the config asks for it.
+    ``key``: where ``data`` sits in the config (``data``, or ``streams.<name>`` of a secondary stream), for
+    the message when the root is missing.
 
     The demo dataset is drawn with ``data.demo_seed``, never with the training seed: a second
     training seed must not silently regenerate (and replace) the data.
@@ -78,7 +80,7 @@ def prepare_data_root(data: Any, log: Callable[[str], None] = print) -> Path:
     root = Path(data.root).expanduser()
     if not root.exists():
         if not data.generate_demo:
-            raise DataError(f"data root '{root}' does not exist; set data.root=PATH (or generate the demo: "
+            raise DataError(f"data root '{root}' does not exist; set {key}.root=PATH (or generate the demo: "
                             f"`vidssl data demo --out {root}`)")
         from vidssl.data.demo import generate_demo, generate_movie_demo
 
@@ -91,11 +93,19 @@ def prepare_data_root(data: Any, log: Callable[[str], None] = print) -> Path:
 
 
 def open_manifest(root: Path, fmt: str = "auto"):
-    """The manifest of ``root``: its saved ``vidssl_manifest.json`` if there is one, else built now."""
+    """The manifest of ``root``: its saved ``vidssl_manifest.json`` if there is one, else built now.
+
+    A saved manifest of another layout than an explicit ``fmt`` (e.g. ``format=images`` asked of a root
+    indexed as ``folder``) is a :class:`DataError`: reading it would silently ignore the setting.
+    """
     from vidssl.data.index import MANIFEST_NAME, build_manifest, load_manifest
 
     if (root / MANIFEST_NAME).is_file():
-        return load_manifest(root)
+        manifest = load_manifest(root)
+        if fmt != "auto" and manifest.format and manifest.format != fmt:
+            raise DataError(f"{root / MANIFEST_NAME} indexes {root} as format={manifest.format}, but format={fmt} was "
+                            f"asked; re-index it (`vidssl data index {root} --format {fmt}`) or set format=auto")
+        return manifest
     return build_manifest(root, format=fmt)
 
 
@@ -133,7 +143,9 @@ class StreamDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for name, stream in self.streams.items():
             if name not in self.manifests:
-                self.manifests[name] = open_manifest(prepare_data_root(stream.data, self.log), stream.data.format)
+                # the primary stream reads ``data``, every other one ``streams.<name>`` (PretrainConfig.stream_data)
+                key = "data" if name == self.primary else f"streams.{name}"
+                self.manifests[name] = open_manifest(prepare_data_root(stream.data, self.log, key), stream.data.format)
 
     def _position(self) -> int:
         """Batches every stream has delivered so far: ``accumulate_grad_batches`` per optimiser step. A

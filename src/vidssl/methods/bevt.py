@@ -3,7 +3,8 @@
 Reference: ``shared/reference/bassl-fgkvmem-bevt.md`` §3 (read from xyzforever/BEVT at 8881b21).
 
 Every optimiser step takes one video batch (stream ``video``, view ``clip``) and one image batch
-(stream ``image``, view ``image``; frames of the same videos, or any other video root) through the
+(stream ``image``, view ``image``: still images of an ``images`` root such as ImageNet-1K's
+``ROOT/train/CLASS/*.JPEG``, as the seed; or one frame per video of any video root) through the
 SAME backbone (:class:`~vidssl.models.backbones.swin.SwinBEVT`: the image path shares every block,
 the relative-position table, the mask token and the final norm, §3.3) in one forward/backward:
 ``loss = loss_weight_video·L_video + loss_weight_image·L_image`` (§3.8; both 1 by default).
@@ -215,6 +216,10 @@ class BEVT(SSLMethod):
     # ---- data ---------------------------------------------------------------------------------
 
     def data_streams(self) -> dict:
+        """``video`` (view ``clip``: ``num_frames`` every ``stride``, on the ``canvas``) from ``data``, and
+        ``image`` (view ``image``: one still ``canvas``² frame) from ``streams.image``, whose root is either
+        still images (``format: images``, e.g. ImageNet) or videos (a random frame of each); with
+        ``image_only`` the image stream alone, from ``data``."""
         from vidssl.data.module import DataStream
         from vidssl.data.sampling import RandomClipPlan, ViewSpec
 

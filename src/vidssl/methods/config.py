@@ -52,8 +52,13 @@ class MethodConfig:
 
 @dataclass
 class DataConfig:
-    """Where one stream's videos are and how they are loaded.
+    """Where one stream's videos (or still images) are and how they are loaded.
 
+    ``format`` is the layout of ``root`` (:data:`vidssl.data.layouts.LAYOUTS`: ``folder``, ``csv``,
+    ``ucf101``, ``hmdb51``, ``kinetics``, ``movienet``, ``images``), ``auto`` to detect it. ``images``
+    reads still images in class folders (ImageNet's ``ROOT/train/CLASS/*.JPEG``); such a stream can
+    only feed image views (e.g. ``streams.image.root=/data/imagenet streams.image.format=images`` for
+    BEVT's image stream), and ``decoder`` does not apply to it (Pillow reads the images).
     ``batch_size`` is the GLOBAL batch (as in PySlowFast); each process loads
     ``batch_size / world_size``. ``repeats`` > 1 samples that many items from one decode of a
     video (repeated augmentation; the batch then holds ``batch_size · repeats`` samples).

@@ -5,4 +5,6 @@
 * :mod:`~vidssl.data.decoders.pyav_decoder`: :class:`PyAVDecoder` (FFmpeg through PyAV, default).
 * :mod:`~vidssl.data.decoders.torchcodec_decoder`: :class:`TorchCodecDecoder` (optional extra).
 * :mod:`~vidssl.data.decoders.probing`: :func:`probe` (metadata of one file, through PyAV).
+* :mod:`~vidssl.data.decoders.image`: :class:`ImageDecoder` and :func:`probe_image` (still images as
+  one-frame clips, through Pillow).
 """

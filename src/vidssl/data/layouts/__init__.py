@@ -14,6 +14,9 @@ Layouts read (``format=`` of :func:`vidssl.data.index.build_manifest`):
 * ``movienet``: MovieNet-SSeg (``anno/anno.*.ndjson`` + frame tables + keyframes; :mod:`.movienet`).
 * ``kinetics``: CSVs with header ``label,youtube_id,time_start,time_end,split``; a video is
   ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ROOT (split/class folders or flat).
+* ``images``: still images, ``ROOT/SPLIT/CLASS/*.JPEG`` (ImageNet, torchvision ``ImageFolder``),
+  ``ROOT/CLASS/*.jpg``, or flat folders of unlabelled images (:mod:`.images`). Its records are one-frame
+  videos (``Manifest.stills``), e.g. BEVT's image stream.
 
 A reader takes the resolved dataset root (a :class:`~pathlib.Path`) and returns the
 :class:`~vidssl.data.index.VideoRecord` list, the class names (index = label) and the listed
@@ -34,6 +37,7 @@ from vidssl.data.layouts.common import _find, _is_video
 from vidssl.data.layouts.csv_lists import read_csv_lists
 from vidssl.data.layouts.folder import read_folder
 from vidssl.data.layouts.hmdb51 import _HMDB_RE, read_hmdb51
+from vidssl.data.layouts.images import read_images, sniff_media
 from vidssl.data.layouts.kinetics import KINETICS_COLUMNS, _kinetics_csvs, read_kinetics
 from vidssl.data.layouts.movienet import is_movienet, read_movienet_layout
 from vidssl.data.layouts.ucf101 import read_ucf101
@@ -47,6 +51,7 @@ __all__ = [
     "read_ucf101",
     "read_hmdb51",
     "read_kinetics",
+    "read_images",
     "KINETICS_COLUMNS",
 ]
 
@@ -58,11 +63,15 @@ LAYOUTS = {
     "hmdb51": read_hmdb51,
     "kinetics": read_kinetics,
     "movienet": read_movienet_layout,
+    "images": read_images,
 }
 
 
 def detect_format(root: str | os.PathLike) -> str:
-    """The layout of ROOT: ucf101 > hmdb51 > kinetics > csv > folder (first that matches)."""
+    """The layout of ROOT: movienet > ucf101 > hmdb51 > kinetics > csv > images / folder (first that matches).
+
+    Class folders (or a flat folder) of still images are ``images``, of videos ``folder``; a tree whose
+    first folders hold both is a :class:`DataError` (``read_images`` then refuses any video it meets)."""
     root = _check_root(root)
     if is_movienet(root):  # anno/anno.*.ndjson (MovieNet-SSeg, BaSSL)
         return "movienet"
@@ -74,6 +83,12 @@ def detect_format(root: str | os.PathLike) -> str:
         return "kinetics"
     if any(p.stem.lower() in SPLIT_NAMES for p in root.glob("*.csv")):
         return "csv"
+    media = sniff_media(root)
+    if media == {"image", "video"}:
+        raise DataError(f"{root} holds both videos and images; pass format=folder to read only its videos, or keep "
+                        "the images in a root of their own (format=images)")
+    if media == {"image"}:
+        return "images"
     if any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir()):
         return "folder"
     if any(_is_video(p) for p in root.iterdir()):
