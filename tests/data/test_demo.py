@@ -342,3 +342,42 @@ def test_backgrounds_have_half_contrast():
     for _ in range(5):
         background = demo._make_background(rng, 64)
         assert background.image.std(axis=(0, 1)).max() < 25  # texture, clutter and stripes, toned down
+
+
+def test_dialogue_movies_cut_between_recurring_setups_of_one_scene():
+    """``dialogue`` sizes: each scene's shots cut between 2-3 setups of that scene, never the same one
+    twice in a row; a setup keeps its digit; no setup is shared between scenes."""
+    from vidssl.data.demo.movies import MOVIE_SIZES, plan_movie
+
+    spec = MOVIE_SIZES["dialogue"]
+    for movie in range(4):
+        shots = plan_movie(0, movie, spec)
+        scene_of, digit_of = {}, {}
+        for shot in shots:
+            assert scene_of.setdefault(shot["setup"], shot["scene"]) == shot["scene"]
+            assert digit_of.setdefault(shot["setup"], shot["digit"]) == shot["digit"]
+        for a, b in zip(shots, shots[1:]):
+            if a["scene"] == b["scene"]:
+                assert a["setup"] != b["setup"]
+        per_scene = {}
+        for shot in shots:
+            per_scene.setdefault(shot["scene"], set()).add(shot["setup"])
+        assert all(2 <= len(s) <= 3 for s in per_scene.values())
+    # the action-demo sizes keep a new camera angle every shot (no "setup")
+    assert "setup" not in plan_movie(0, 0, MOVIE_SIZES["default"])[0]
+
+
+def test_dialogue_shots_of_one_setup_share_their_frame_and_other_setups_do_not():
+    from dataclasses import replace
+
+    from vidssl.data.demo.movies import MOVIE_SIZES, _MovieJob, _render_movie
+
+    spec = replace(MOVIE_SIZES["dialogue"], resolution=48, scenes_per_movie=(2, 2), shot_seconds=(0.4, 0.4))
+    frames, audio, shots = _render_movie(_MovieJob("/unused", 0, "tt0000001", 0, spec))
+    assert frames.shape[0] == shots[-1]["end"] and audio.size > 0
+    first = [frames[s["start"]].astype(float) for s in shots]
+    same = [np.abs(first[i] - first[j]).mean() for i in range(len(shots)) for j in range(i + 1, len(shots))
+            if shots[i]["setup"] == shots[j]["setup"]]
+    other = [np.abs(first[i] - first[j]).mean() for i in range(len(shots)) for j in range(i + 1, len(shots))
+             if shots[i]["setup"] != shots[j]["setup"]]
+    assert same and other and max(same) < min(other)

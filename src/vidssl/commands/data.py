@@ -51,7 +51,8 @@ def register(subparsers) -> None:
                           description="Render the embedded dataset (real MP4 files with audio, UCF101 layout with 3 splits).",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", required=True, help="folder to write (created; must be empty or an earlier demo)")
-    demo.add_argument("--size", default="default", help="tiny | default | large (default: default)")
+    demo.add_argument("--size", default="default", help="tiny | default | large (default: default); movies also dialogue | dialogue_large "
+                      "(scenes of recurring shot/reverse-shot setups)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--movie", action="store_true", help="write the 'movie' variant (scenes of shots) instead")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")

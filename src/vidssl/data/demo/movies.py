@@ -43,7 +43,16 @@ MOVIE_VERSION = 2
 
 @dataclass(frozen=True)
 class MovieSize:
-    """How much to render for one named size of the movie (scene segmentation) demo."""
+    """What to render for one named size of the movie (scene segmentation) demo.
+
+    ``setups_per_scene`` None: every shot of a scene is a new camera angle on the scene's own
+    background, so a scene boundary shows between two neighbouring shots. A range (``dialogue``
+    sizes): a scene has that many *setups* — a camera angle on its own background, a lighting and
+    a "character" (one digit, colour and handwriting) — and its shots cut between them, never twice
+    the same in a row, as shot/reverse-shot dialogue does. Neighbouring shots then always differ,
+    inside a scene as across a boundary; what marks a scene is the set of setups that recur in it,
+    which only the context of several shots shows.
+    """
 
     num_movies: tuple[int, int, int]  # train, val, test movies
     scenes_per_movie: tuple[int, int]  # inclusive range
@@ -51,12 +60,15 @@ class MovieSize:
     shot_seconds: tuple[float, float]
     resolution: int
     audio_rate: int
+    setups_per_scene: tuple[int, int] | None = None  # inclusive range; None: a new angle every shot
 
 
 MOVIE_SIZES: dict[str, MovieSize] = {
     "tiny": MovieSize((2, 1, 1), (5, 7), (1, 4), (0.6, 1.2), 64, 16000),
     "default": MovieSize((6, 2, 2), (12, 18), (2, 5), (1.0, 2.4), 96, 16000),
     "large": MovieSize((20, 5, 5), (20, 30), (2, 6), (1.0, 4.0), 128, 48000),
+    "dialogue": MovieSize((6, 2, 2), (10, 14), (4, 7), (1.0, 2.4), 96, 16000, setups_per_scene=(2, 3)),
+    "dialogue_large": MovieSize((20, 5, 5), (16, 24), (4, 8), (1.0, 3.0), 128, 48000, setups_per_scene=(2, 3)),
 }
 
 
@@ -85,16 +97,31 @@ MOVIE_MOTIONS = [name for name in CLASS_NAMES if name not in ("ZoomIn", "ZoomOut
 
 
 def plan_movie(seed: int, movie_index: int, spec: MovieSize) -> list[dict]:
-    """Shots of one movie: ``[{"scene", "start", "end", "motion", "digit"}, …]`` (frames, end exclusive)."""
+    """Shots of one movie: ``[{"scene", "start", "end", "motion", "digit"}, …]`` (frames, end exclusive);
+    with ``spec.setups_per_scene`` each shot also has its ``"setup"`` (numbered through the movie; one
+    digit per setup)."""
     rng = np.random.default_rng([seed, 3, movie_index])
-    shots, frame = [], 0
+    shots, frame, setups = [], 0, 0
     for scene in range(int(rng.integers(spec.scenes_per_movie[0], spec.scenes_per_movie[1] + 1))):
-        for _ in range(int(rng.integers(spec.shots_per_scene[0], spec.shots_per_scene[1] + 1))):
+        count = int(rng.integers(spec.shots_per_scene[0], spec.shots_per_scene[1] + 1))
+        if spec.setups_per_scene is not None:
+            wanted = int(rng.integers(spec.setups_per_scene[0], spec.setups_per_scene[1] + 1))
+            digits = [int(d) for d in rng.integers(10, size=max(1, min(wanted, count)))]
+            order = [0]  # shot/reverse-shot: the next shot is any other setup of the scene
+            for _ in range(count - 1):
+                order.append((order[-1] + 1 + int(rng.integers(len(digits) - 1))) % len(digits) if len(digits) > 1 else 0)
+        for index in range(count):
             length = int(round(_uniform(rng, spec.shot_seconds) * FPS))
-            shots.append({"scene": scene, "start": frame, "end": frame + length,
-                          "motion": MOVIE_MOTIONS[int(rng.integers(len(MOVIE_MOTIONS)))],
-                          "digit": int(rng.integers(10))})
+            shot = {"scene": scene, "start": frame, "end": frame + length,
+                    "motion": MOVIE_MOTIONS[int(rng.integers(len(MOVIE_MOTIONS)))]}
+            if spec.setups_per_scene is None:
+                shot["digit"] = int(rng.integers(10))
+            else:
+                shot.update(setup=setups + order[index], digit=digits[order[index]])
+            shots.append(shot)
             frame += length
+        if spec.setups_per_scene is not None:
+            setups += len(digits)
     return shots
 
 
@@ -115,6 +142,8 @@ def _render_movie(task: _MovieJob) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     width = spec.resolution
     shots = plan_movie(task.seed, task.movie_index, spec)
     scene_count = shots[-1]["scene"] + 1
+    if spec.setups_per_scene is not None:
+        return _render_dialogue_movie(task, shots, scene_count)
     scene_rngs = [np.random.default_rng([task.seed, 4, task.movie_index, s]) for s in range(scene_count)]
     # full-contrast backgrounds (the action demo halves it): a new camera angle on a soft, half-contrast
     # texture barely changes the frame, and its cuts were invisible to a shot detector
@@ -138,6 +167,40 @@ def _render_movie(task: _MovieJob) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         colour = _contrasting_colour(rng, np.clip(background.base_colour * gain, 0, 255))
         frames.append(render_frames(trajectory, sprite, colour, view))
         audio.append(render_audio(rng, trajectory, shot["digit"], width, spec.audio_rate, drone_hz=drone))
+    return np.concatenate(frames), np.concatenate(audio), shots
+
+
+def _render_dialogue_movie(task: _MovieJob, shots: list[dict], scene_count: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Frames, audio and shots of a ``dialogue`` movie (see :class:`MovieSize`): each setup is a fixed
+    camera angle (position, zoom 0.8-1.25 frames) on its own full-contrast background, under its own
+    lighting (gain 0.7-1.3), with its own character (digit sample and colour); a shot of a setup differs
+    from another shot of it only by the character's motion. The audio drone stays per scene."""
+    import cv2
+
+    spec = task.size
+    width = spec.resolution
+    setups = {}
+    for shot in shots:
+        if shot["setup"] in setups:
+            continue
+        rng = np.random.default_rng([task.seed, 6, task.movie_index, shot["setup"]])
+        background = _make_background(rng, width, canvas=2 * width, contrast=1.0)
+        side = int(round(width * _uniform(rng, (0.8, 1.25))))
+        x0, y0 = rng.integers(0, 2 * width - side + 1, size=2)
+        gain = _uniform(rng, (0.7, 1.3))
+        view = cv2.resize(background.image[y0 : y0 + side, x0 : x0 + side], (width, width), interpolation=cv2.INTER_AREA)
+        view = np.clip(view * gain, 0, 255).astype(np.float32)
+        _, sprite = _random_digit(rng, shot["digit"])
+        colour = _contrasting_colour(rng, np.clip(background.base_colour * gain, 0, 255))
+        setups[shot["setup"]] = (view, sprite, colour)
+    drones = [float(np.random.default_rng([task.seed, 4, task.movie_index, s]).uniform(70, 180)) for s in range(scene_count)]
+    frames, audio = [], []
+    for index, shot in enumerate(shots):
+        rng = np.random.default_rng([task.seed, 5, task.movie_index, index])
+        view, sprite, colour = setups[shot["setup"]]
+        trajectory = MOTIONS[shot["motion"]](rng, shot["end"] - shot["start"], width)
+        frames.append(render_frames(trajectory, sprite, colour, view))
+        audio.append(render_audio(rng, trajectory, shot["digit"], width, spec.audio_rate, drone_hz=drones[shot["scene"]]))
     return np.concatenate(frames), np.concatenate(audio), shots
 
 
@@ -252,10 +315,16 @@ def _write_movie_readme(root: Path, spec: MovieSize, size: str, seed: int, movie
         f"{num_shots} shots, {spec.resolution}x{spec.resolution} px, {FPS} fps, "
         f"AAC mono audio at {spec.audio_rate} Hz.",
         "",
-        "A movie is a sequence of scenes; a scene is 1+ consecutive shots sharing one style",
-        "(background colour/texture/clutter and a low drone in the audio). Each shot frames a",
-        "different part of the scene's background at its own zoom and lighting and shows one digit",
-        "with one motion (the action demo's classes but the zooms); cuts between shots are hard cuts.",
+        *(["A movie is a sequence of scenes; a scene is 1+ consecutive shots sharing one style",
+           "(background colour/texture/clutter and a low drone in the audio). Each shot frames a",
+           "different part of the scene's background at its own zoom and lighting and shows one digit",
+           "with one motion (the action demo's classes but the zooms); cuts between shots are hard cuts."]
+          if spec.setups_per_scene is None else
+          ["A movie is a sequence of scenes. A scene has 2-3 setups (a camera angle on its own",
+           "background, a lighting, one character: a digit of one colour and handwriting) and a low",
+           "drone in the audio; its shots cut between the setups, never twice the same in a row",
+           "(shot/reverse-shot), each with its own motion. Neighbouring shots always differ: a scene",
+           "is the set of setups that recur in it. movies.json gives each shot's setup."]),
         "",
         "videos/<movie_id>.mp4                      one long video per movie",
         "240P_frames/<movie_id>/shot_XXXX_img_K.jpg first (K=0), middle (1), last (2) frame of each shot",
