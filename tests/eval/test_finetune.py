@@ -138,3 +138,29 @@ def test_finetune_feeds_the_backbone_as_its_contract_says(tmp_path):
     assert seen and all(p.name == "demo_quick" for p in seen)  # the preset's views (the command may pass others)
     assert all(p.mean == (0.0,) * 3 and p.std == (1.0,) * 3 for p in seen)  # ...with the contract's normalisation
     assert all((p.num_frames, p.stride, p.canvas, p.crop_size) == (3, 2, (12, 12), 10) for p in seen)
+
+
+def test_activation_checkpointing_fine_tunes_to_the_same_weights(tmp_path):
+    """activation_checkpointing=true recomputes the backbone's blocks: the fine-tuned weights and BN
+    statistics are the plain run's; a backbone without blocks, or a frozen one, is a ConfigError."""
+    from vidssl.models import build_random_encoder
+    from vidssl.models.activation_checkpointing import is_checkpointed
+
+    states, wrapped = [], []
+    for option in (False, True):
+        torch.manual_seed(0)
+        backbone = build_random_encoder("r3d18_fgkv_tiny")
+        finetune(backbone, FakeManifest(), 1, small("tiny", epochs=1, activation_checkpointing=option),
+                 out_dir=tmp_path / str(option), device="cpu", progress=False, dataset_factory=factory)
+        states.append(backbone.state_dict())
+        wrapped.append(sum(is_checkpointed(m) for m in backbone.modules()))
+    assert wrapped == [0, 8]
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+    with pytest.raises(ConfigError, match=r"activation_checkpointing=true: backbone 'ToyBackbone'.*no trainable block"):
+        finetune(ToyBackbone(bn=True), FakeManifest(), 1, small("tiny", activation_checkpointing=True),
+                 out_dir=tmp_path / "toy", device="cpu", progress=False, dataset_factory=factory)
+    with pytest.raises(ConfigError, match="freeze_backbone=true"):
+        finetune(ToyBackbone(), FakeManifest(), 1, small("fgkvmem_linear", activation_checkpointing=True),
+                 out_dir=tmp_path / "frozen", device="cpu", progress=False, dataset_factory=factory)
+    assert finetune_config("tiny", ["activation_checkpointing=true"]).activation_checkpointing is True

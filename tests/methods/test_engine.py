@@ -205,3 +205,62 @@ def test_gradient_clipping_bounds_the_global_norm_after_multipliers():
     cfg.optim.grad_clip = 0.0  # off: gradients untouched
     method.on_before_optimizer_step(optimizer)
     assert torch.equal(after[0], [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None][0])
+
+
+def _byol_step(checkpointed: bool):
+    """One BYOL loss + backward on the fake batch: (method, loss, gradients, buffers)."""
+    cfg = tiny_config("byol")
+    cfg.trainer.activation_checkpointing = checkpointed
+    torch.manual_seed(0)
+    method = METHODS["byol"](cfg, num_classes=3).train()
+    torch.manual_seed(1)
+    loss = method.compute_loss(method.augment(fake_batch()), fake_batch())["loss"]
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+    return method, loss.detach(), grads, {n: b.clone() for n, b in method.named_buffers()}
+
+
+def test_activation_checkpointing_wraps_the_trained_encoder_and_changes_no_number():
+    """trainer.activation_checkpointing: the online encoder's blocks are recomputed, the frozen EMA target's are
+    not; loss, every gradient and every buffer (BN running statistics included) equal the plain method's."""
+    from vidssl.models.activation_checkpointing import is_checkpointed
+
+    plain, loss_a, grads_a, buffers_a = _byol_step(False)
+    method, loss_b, grads_b, buffers_b = _byol_step(True)
+    assert not any(is_checkpointed(m) for m in plain.modules())
+    assert sum(is_checkpointed(m) for m in method.encoder.modules()) == 8  # R3D-18: 4 stages × 2 units
+    assert not any(is_checkpointed(m) for m in method.target_encoder.modules())
+    assert torch.equal(loss_a, loss_b)
+    assert grads_a.keys() == grads_b.keys()
+    for key in grads_a:
+        assert torch.equal(grads_a[key], grads_b[key]), key
+    for key in buffers_a:
+        assert torch.equal(buffers_a[key], buffers_b[key]), key
+
+
+def test_activation_checkpointing_is_a_preset_option_and_refuses_a_backbone_without_blocks(monkeypatch):
+    from vidssl.models import backbones
+    from vidssl.models.activation_checkpointing import is_checkpointed
+
+    cfg = load_pretrain_config("byol_rho2_r3d18_demo_tiny", ["trainer.activation_checkpointing=true"])
+    assert cfg.trainer.activation_checkpointing is True
+    method = METHODS[cfg.method.name](cfg, num_classes=0)
+    assert any(is_checkpointed(m) for m in method.encoder.modules())
+
+    class Plain(nn.Module):  # no residual or transformer block
+        embed_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(3, 4, 3)
+
+        def forward(self, x, return_features=False):
+            fmap = self.conv(x)
+            return (fmap.mean((2, 3, 4)), fmap) if return_features else fmap.mean((2, 3, 4))
+
+    monkeypatch.setitem(backbones.BACKBONES, "plain_conv", lambda **kwargs: Plain())
+    with pytest.raises(ConfigError, match=r"trainer\.activation_checkpointing=true: backbone 'plain_conv' \(Plain\) "
+                                          r"has no trainable block"):
+        METHODS["byol"](apply_pretrain_overrides(tiny_config("byol", backbone="plain_conv"),
+                                                 ["trainer.activation_checkpointing=true"]), num_classes=0)
+    METHODS["byol"](tiny_config("byol", backbone="plain_conv"), num_classes=0)  # without the option: fine

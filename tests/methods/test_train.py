@@ -186,3 +186,28 @@ def test_gradient_accumulation_counts_optimiser_steps_and_resumes_exactly(demo_r
     other = small_config("byol", demo_root, steps)
     with pytest.raises(ConfigError, match="trainer.accumulate_grad_batches"):
         check_resume_changes(cfg, other, tmp_path / "killed")
+
+
+def test_activation_checkpointing_trains_to_the_same_weights(demo_root, tmp_path):
+    """trainer.activation_checkpointing=true given as an override reaches the encoder of a real run; two
+    steps end with exactly the plain run's weights, EMA target and BatchNorm running statistics."""
+    from vidssl.models.activation_checkpointing import is_checkpointed
+
+    class Seen(Callback):
+        blocks = 0
+
+        def on_train_start(self, trainer, pl_module):
+            Seen.blocks = sum(is_checkpointed(m) for m in pl_module.encoder.modules())
+
+    runs = {}
+    for option in ("false", "true"):
+        cfg = load_pretrain_config(PRESETS["byol"], SMALL + HEADS["byol"] + [
+            f"data.root={demo_root}", "max_steps=2", f"trainer.activation_checkpointing={option}"])
+        out = pretrain(cfg, tmp_path / option, callbacks=[Seen()], log=lambda _: None)
+        runs[option] = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+        assert Seen.blocks == (8 if option == "true" else 0)
+    plain, checkpointed = runs["false"]["state_dict"], runs["true"]["state_dict"]
+    assert plain.keys() == checkpointed.keys()
+    for key, value in plain.items():
+        assert torch.equal(value, checkpointed[key]), key
+    assert any("running_mean" in key for key in plain)

@@ -88,6 +88,9 @@ class FinetuneConfig:
     ema_momentum: float = 0.0
     grad_clip: float = 0.0
     drop_path: float = -1.0
+    # recompute the backbone's blocks in the backward pass (vidssl.models.activation_checkpointing): less
+    # activation memory for about one more forward per step; same losses, gradients and BN statistics
+    activation_checkpointing: bool = False
 
 
 FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
@@ -323,6 +326,9 @@ def finetune(
     if not (0 < cfg.layer_decay <= 1 and 0 <= cfg.label_smoothing < 1 and 0 <= cfg.ema_momentum < 1 and cfg.grad_clip >= 0):
         raise ConfigError(f"fine-tuning needs 0 < layer_decay <= 1, 0 <= label_smoothing < 1, 0 <= ema_momentum < 1 and "
                           f"grad_clip >= 0 (got {cfg.layer_decay}, {cfg.label_smoothing}, {cfg.ema_momentum}, {cfg.grad_clip})")
+    if cfg.activation_checkpointing and cfg.freeze_backbone:
+        raise ConfigError("activation_checkpointing recomputes a trained backbone; a frozen one (freeze_backbone=true) "
+                          "keeps no activations for it to save: set activation_checkpointing=false")
     if cfg.layer_decay != 1 and cfg.optimizer != "adamw":
         raise ConfigError("layer_decay applies to optimizer=adamw (the BEVT recipe); set optimizer=adamw or layer_decay=1")
     if protocol is None:
@@ -338,6 +344,11 @@ def finetune(
         if not hasattr(model.backbone, "set_drop_path"):
             raise ConfigError(f"drop_path={cfg.drop_path}: this backbone has no drop path to set (use drop_path=-1)")
         model.backbone.set_drop_path(cfg.drop_path)
+    if cfg.activation_checkpointing:
+        from vidssl.models.activation_checkpointing import enable_activation_checkpointing
+
+        name = getattr(backbone, "backbone_name", None) or type(backbone).__name__
+        enable_activation_checkpointing(model.backbone, f"'{name}'", "activation_checkpointing")
     model.train()
     if cfg.freeze_backbone:  # a frozen backbone keeps its BN statistics (eval mode throughout)
         model.backbone.eval()

@@ -149,6 +149,8 @@ class SSLMethod(L.LightningModule):
         self.probe = online_probe(self.embed_dim, num_classes) if (num_classes > 0 and m.probe) else None
         self._ema_pairs: list[tuple[str, str]] = []  # (online, target) attribute names
         self.build()
+        if cfg.trainer.activation_checkpointing:
+            self.enable_activation_checkpointing()
         self.save_hyperparameters({"config": to_dict(cfg), "num_classes": int(num_classes),
                                    "encoder": {"name": m.backbone, "kwargs": dict(m.backbone_kwargs),
                                                "contract": self.input_contract().to_dict()}})
@@ -205,6 +207,22 @@ class SSLMethod(L.LightningModule):
         setattr(self, target_name, target)
         self._ema_pairs.append((online_name, target_name))
         return target
+
+    def enable_activation_checkpointing(self) -> None:
+        """``trainer.activation_checkpointing``: the blocks of every backbone the method trains recompute their
+        activations in the backward pass (:mod:`vidssl.models.activation_checkpointing`).
+
+        The main encoder must have such blocks (a ConfigError names the option and the backbone if not);
+        the method's other trainable backbones (BraVe's broad encoders, GDT's and STiCA's audio encoders)
+        are wrapped where they have them. Frozen modules (EMA targets, BEVT's tokenizer) are left as they are.
+        """
+        from vidssl.models import activation_checkpointing as ac
+
+        backbone = f"'{self.cfg.method.backbone}'"
+        ac.enable_activation_checkpointing(self.encoder, backbone, "trainer.activation_checkpointing")
+        for name, child in self.named_children():
+            if name not in ("encoder", "probe"):
+                ac.checkpoint_blocks(child)
 
     @property
     def total_steps(self) -> int:

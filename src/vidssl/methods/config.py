@@ -99,6 +99,11 @@ class TrainerConfig:
     loader batches per optimiser step, so a seed's global batch fits on fewer GPUs (``data.batch_size``
     is split over the processes; per optimiser step the run sees ``data.batch_size`` × N); steps, schedules, checkpoints and the data position count optimiser steps. Batch-wise
     terms (contrastive negatives, BatchNorm statistics) still see one loader batch at a time.
+    ``activation_checkpointing``: the backbones' blocks (ResNet units, Swin blocks) keep only their inputs
+    in the forward pass and are recomputed in the backward pass (:mod:`vidssl.models.activation_checkpointing`),
+    so a seed's per-GPU batch fits in less GPU memory for about one more forward of the backbones per step;
+    losses, gradients and BatchNorm running statistics are those of the plain run. A backbone without such
+    blocks is a ConfigError.
     """
 
     max_epochs: int = checked(400, ge=1)
@@ -119,6 +124,7 @@ class TrainerConfig:
     progress_bar: bool = True
     max_nonfinite_steps: int = checked(0, ge=0)
     accumulate_grad_batches: int = checked(1, ge=1, why="batches per optimiser step")
+    activation_checkpointing: bool = False
 
 
 @dataclass
