@@ -219,7 +219,7 @@ class WindowAttention3D(nn.Module):
     bias (+ the shift mask) as an additive float mask, so a GPU can use the fused memory-efficient
     kernel; ``fused = False`` computes ``softmax(q·kᵀ/√d + bias)·v`` with explicit matmuls (torchvision's
     way), kept because which one is faster depends on the GPU and on ``torch.compile``
-    (``benchmarks/bench_bevt_swin.py --attention``). Both give the same output. Parameter names are the
+    (``benchmarks/bench_bevt_swin.py`` times both). Both give the same output. Parameter names are the
     official Video Swin / BEVT ones (``qkv``, ``proj``, ``relative_position_bias_table``).
     """
 
