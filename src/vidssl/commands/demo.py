@@ -14,6 +14,7 @@ EPILOG = """examples:
   vidssl demo --data data/demo         # reuse (or create) the dataset there
   vidssl demo --seed 1 --out runs/demo_s1 --data data/demo   # another training seed, same dataset
   vidssl demo --preset fgkvmem_kvmem_r3d18_demo_tiny --out runs/demo_fgkv
+  vidssl demo --dataset shapes --out runs/demo_shapes --data data/shapes   # the second dataset
   vidssl demo trainer.max_steps=100    # override the pretraining preset
 """
 
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed: pretraining, random init, probes (default 0)")
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the embedded dataset (default 0); --seed never regenerates an existing dataset")
+    parser.add_argument("--dataset", choices=("digits", "shapes"), default="digits",
+                        help="embedded dataset: digits (default) or shapes (other objects, motions, 96² at 30 fps)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the pretraining preset")
     parser.set_defaults(func=run)
@@ -47,7 +50,8 @@ def run(args) -> int:
     settings = dataclasses.replace(settings, preset=args.preset or settings.preset,
                                    pretrain_overrides=[*settings.pretrain_overrides, *args.overrides])
     report = run_demo(args.out, args.data, quick=args.quick, device=args.device, seed=args.seed,
-                      progress=not args.quiet, settings=settings, data_seed=args.data_seed)
+                      progress=not args.quiet, settings=settings, data_seed=args.data_seed,
+                      dataset={"digits": "clips", "shapes": "shapes"}[args.dataset])
     print_demo_table(report)
     print(f"report: {args.out}/report.json")
     return 0

@@ -82,12 +82,12 @@ def prepare_data_root(data: Any, log: Callable[[str], None] = print, key: str = 
         if not data.generate_demo:
             raise DataError(f"data root '{root}' does not exist; set {key}.root=PATH (or generate the demo: "
                             f"`vidssl data demo --out {root}`)")
-        from vidssl.data.demo import generate_demo, generate_movie_demo
+        from vidssl.data.demo import generate_embedded
 
-        movies = getattr(data, "demo_variant", "clips") == "movies"
-        log(f"data root {root} does not exist: generating the embedded {'movie ' if movies else ''}demo dataset there "
+        variant = getattr(data, "demo_variant", "clips")
+        log(f"data root {root} does not exist: generating the embedded '{variant}' demo dataset there "
             f"(size={data.demo_size}, seed={data.demo_seed}) ...")
-        (generate_movie_demo if movies else generate_demo)(root, size=data.demo_size, seed=data.demo_seed)
+        generate_embedded(variant, root, size=data.demo_size, seed=data.demo_seed)
         log(f"wrote the demo dataset to {root}")
     return root
 

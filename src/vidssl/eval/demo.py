@@ -70,16 +70,16 @@ DEMO_SETTINGS: dict[str, DemoSettings] = {
 
 
 def pretrain_config(settings: DemoSettings, data_root: Path, device: str, seed: int, progress: bool,
-                    data_seed: int = 0):
+                    data_seed: int = 0, dataset: str = "clips"):
     """The resolved pretraining config: the settings' preset on the dataset's train split of fold 1.
 
     ``seed`` is the training seed (``trainer.seed``); ``data_seed`` the embedded dataset's
-    (``data.demo_seed``). Built before anything runs, so an unknown preset or override fails at once.
+    (``data.demo_seed``); ``dataset`` which embedded dataset (``data.demo_variant``: clips = digits, shapes). Built before anything runs, so an unknown preset or override fails at once.
     """
     from vidssl.methods.train import load_pretrain_config
 
     overrides = [f"data.root={data_root}", "data.split=train", "data.fold=1", f"data.demo_size={settings.dataset_size}",
-                 f"data.demo_seed={data_seed}", f"trainer.seed={seed}", f"trainer.progress_bar={progress}",
+                 f"data.demo_seed={data_seed}", f"data.demo_variant={dataset}", f"trainer.seed={seed}", f"trainer.progress_bar={progress}",
                  *settings.pretrain_overrides]
     if device not in ("auto", None):
         overrides.append(f"trainer.accelerator={'gpu' if str(device).startswith('cuda') else 'cpu'}")
@@ -173,13 +173,15 @@ def run_demo(
     settings: DemoSettings | None = None,
     log: Callable[[str], None] = print,
     data_seed: int = 0,
+    dataset: str = "clips",
 ) -> dict[str, Any]:
     """Run the whole demo; return the report dict written to ``out_dir/report.json``.
 
     ``seed`` is the training seed (pretraining, random-init baseline, probes); ``data_seed`` the
-    embedded dataset's, so another ``seed`` never regenerates an existing dataset.
+    embedded dataset's, so another ``seed`` never regenerates an existing dataset. ``dataset`` picks the
+    embedded dataset: ``clips`` (digits) or ``shapes`` (the second one, :mod:`vidssl.data.demo.shapes`).
     """
-    from vidssl.data.demo import generate_demo
+    from vidssl.data.demo import generate_embedded
     from vidssl.eval import report as reporting
     from vidssl.eval.features import load_eval_encoder, open_dataset, pick_device
     from vidssl.eval.protocols import Extraction, FeatureSource, KNNSpec, LinearSpec, SVMSpec, run_feature_protocol
@@ -197,11 +199,11 @@ def run_demo(
         timings[name] = now - since
         return now
 
-    cfg = pretrain_config(settings, data_root, str(torch_device), seed, progress, data_seed)
+    cfg = pretrain_config(settings, data_root, str(torch_device), seed, progress, data_seed, dataset)
     check_previous_run(cfg, out_dir / "pretrain")  # before minutes of work: a stale run is refused at once
     mark = time.time()
-    log(f"[1/3] embedded dataset ({settings.dataset_size}, seed {data_seed}) at {data_root}")
-    generate_demo(data_root, size=settings.dataset_size, seed=data_seed)
+    log(f"[1/3] embedded dataset '{dataset}' ({settings.dataset_size}, seed {data_seed}) at {data_root}")
+    generate_embedded(dataset, data_root, size=settings.dataset_size, seed=data_seed)
     manifest = open_dataset(data_root)
     mark = lap("data", mark)
 
@@ -249,7 +251,7 @@ def run_demo(
         "linear_margin_ok": margin["linear"] >= 0.10,
         "timings": timings,
         "device": str(torch_device),
-        "dataset": {"root": str(data_root), "size": settings.dataset_size, "seed": data_seed,
+        "dataset": {"root": str(data_root), "name": dataset, "size": settings.dataset_size, "seed": data_seed,
                     "classes": manifest.class_names, "fold": 1},
         "seed": seed,
         "encoders": {"pretrained": pretrained_info.as_dict(), "random": random_info.as_dict()},

@@ -81,8 +81,9 @@ class DataConfig:
     generate_demo: bool = False
     demo_size: Literal["tiny", "default"] = "default"
     demo_seed: int = 0
-    # which embedded dataset generate_demo writes: the action clips or the "movie" variant (scenes of shots)
-    demo_variant: Literal["clips", "movies"] = "clips"
+    # which embedded dataset generate_demo writes: the digit action clips, the second action dataset
+    # ("shapes": other objects, motions, resolution and frame rate) or the "movie" variant (scenes of shots)
+    demo_variant: Literal["clips", "shapes", "movies"] = "clips"
 
 
 @dataclass

@@ -30,6 +30,11 @@ keyframe per second, plus an AAC mono track.
 The "movie" variant (:func:`generate_movie_demo`) strings shots into scenes: one
 long MP4 per movie, MovieNet-SSeg-style keyframes and BaSSL's ndjson annotations.
 
+The "shapes" dataset (:func:`generate_shapes_demo`, :mod:`~vidssl.data.demo.shapes`) is a second
+labelled action dataset that shares nothing with the digits but the layout: other objects, other
+motions, 96² at 30 fps, other backgrounds and audio. It checks that a recipe works beyond the
+dataset it was tuned on.
+
 Both generators are deterministic under ``seed``: the rendered frames and waveforms
 are bit-identical and the AAC packets too. x264 runs single-threaded, yet with
 PyAV's FFmpeg its output is not always byte-identical from run to run (now and then
@@ -79,6 +84,15 @@ from vidssl.data.demo.movies import (
     movie_id_of,
     plan_movie,
 )
+from vidssl.data.demo.shapes import (
+    SHAPE_CLASS_NAMES,
+    SHAPE_MOTIONS,
+    SHAPES_FPS,
+    SHAPES_SIZES,
+    ShapesClip,
+    generate_shapes_demo,
+    render_shapes_clip,
+)
 from vidssl.data.demo.render import (
     BACKGROUND_CONTRAST,
     CLASS_DESCRIPTIONS,
@@ -109,7 +123,25 @@ from vidssl.data.demo.render import (
     write_mp4,
 )
 
+#: ``data.demo_variant`` -> the generator that writes it (``generator(root, size=..., seed=..., workers=...)``).
+EMBEDDED_GENERATORS = {"clips": generate_demo, "shapes": generate_shapes_demo, "movies": generate_movie_demo}
+
+
+def generate_embedded(variant: str, out, size: str = "default", seed: int = 0, workers: int | None = None):
+    """Write the embedded dataset ``variant`` (``clips``: digits, ``shapes`` or ``movies``) and return its root."""
+    if variant not in EMBEDDED_GENERATORS:
+        from vidssl.errors import DataError
+
+        raise DataError(f"unknown embedded dataset {variant!r}; choose one of {', '.join(EMBEDDED_GENERATORS)}")
+    return EMBEDDED_GENERATORS[variant](out, size=size, seed=seed, workers=workers)
+
+
 __all__ = [
+    "EMBEDDED_GENERATORS",
+    "generate_embedded",
+    "generate_shapes_demo",
+    "SHAPE_CLASS_NAMES",
+    "SHAPES_SIZES",
     "CLASS_NAMES",
     "DEMO_SIZES",
     "MOVIE_SIZES",

@@ -233,9 +233,12 @@ def generate_demo(out: str | os.PathLike, size: str = "default", seed: int = 0, 
     return root
 
 
-def _write_split_files(folder: Path, tasks: list[DemoClip], num_groups: int) -> None:
+def _write_split_files(folder: Path, tasks: list, num_groups: int,
+                       class_names: tuple[str, ...] = CLASS_NAMES) -> None:
+    """UCF101's ``classInd.txt`` and the three folds' train/test lists for clips with ``relpath``,
+    ``class_index`` and ``group``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "classInd.txt").write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(CLASS_NAMES)))
+    (folder / "classInd.txt").write_text("".join(f"{i + 1} {name}\n" for i, name in enumerate(class_names)))
     for fold in (1, 2, 3):
         held_out = set(held_out_groups(num_groups, fold))
         train = [f"{t.relpath} {t.class_index + 1}\n" for t in tasks if t.group not in held_out]

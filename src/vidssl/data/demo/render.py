@@ -345,11 +345,12 @@ def video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None, sample_rate: int) -> None:
-    """Encode uint8 T×H×W×3 RGB frames (+ float32 mono audio) to an MP4 at 25 fps.
+def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None, sample_rate: int,
+              fps: int = FPS, keyframe_interval: int = KEYFRAME_INTERVAL) -> None:
+    """Encode uint8 T×H×W×3 RGB frames (+ float32 mono audio) to an MP4 at ``fps`` (default 25).
 
-    One keyframe every second (a short interval keeps random clip access fast), yuv420p,
-    single-threaded encoders (workers run in parallel processes instead).
+    One keyframe every ``keyframe_interval`` frames (default: every second; a short interval keeps
+    random clip access fast), yuv420p, single-threaded encoders (workers run in parallel processes instead).
     """
     import av
 
@@ -357,20 +358,20 @@ def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray | None, sample_r
     tmp = path.with_name(path.name + ".part")
     codec = video_codec()
     with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=FPS)
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.gop_size = KEYFRAME_INTERVAL
+        stream.codec_context.gop_size = keyframe_interval
         stream.thread_count = 1
         if codec == "libx264":
             stream.options = {
                 "preset": "veryfast",
                 "crf": "20",
-                "x264-params": f"keyint={KEYFRAME_INTERVAL}:min-keyint={KEYFRAME_INTERVAL}:scenecut=0",
+                "x264-params": f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:scenecut=0",
                 "threads": "1",
             }
         else:
-            stream.codec_context.bit_rate = 8 * frames.shape[1] * frames.shape[2] * FPS // 10
+            stream.codec_context.bit_rate = 8 * frames.shape[1] * frames.shape[2] * fps // 10
         audio_stream = None
         if audio is not None:
             # FFmpeg's default AAC coder ("twoloop") takes ~50 ms per 2 s clip, more than the
