@@ -105,11 +105,20 @@ def test_data_seed_goes_to_the_generator_and_the_config(tmp_path, monkeypatch):
         calls.append((str(root), size, seed))
         raise StopDemo("generator called")
 
-    monkeypatch.setattr("vidssl.data.demo.generate_demo", fake_generate)
+    from vidssl.data import demo
+
+    monkeypatch.setitem(demo.EMBEDDED_GENERATORS, "clips", fake_generate)
     with pytest.raises(StopDemo, match="generator called"):
         main(["demo", "--quick", "--seed", "4", "--data-seed", "2", "--out", str(tmp_path / "o"),
               "--data", str(tmp_path / "d"), "--quiet"])
     assert calls == [(str(tmp_path / "d"), "tiny", 2)]
+    # --dataset shapes reaches the shapes generator with the same seeds
+    calls.clear()
+    monkeypatch.setitem(demo.EMBEDDED_GENERATORS, "shapes", fake_generate)
+    with pytest.raises(StopDemo, match="generator called"):
+        main(["demo", "--quick", "--dataset", "shapes", "--data-seed", "3", "--out", str(tmp_path / "o2"),
+              "--data", str(tmp_path / "s"), "--quiet"])
+    assert calls == [(str(tmp_path / "s"), "tiny", 3)]
 
 
 def demo_config(demo_root):

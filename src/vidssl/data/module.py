@@ -85,8 +85,8 @@ def prepare_data_root(data: Any, log: Callable[[str], None] = print, key: str = 
         from vidssl.data.demo import generate_embedded
 
         variant = getattr(data, "demo_variant", "clips")
-        log(f"data root {root} does not exist: generating the embedded '{variant}' demo dataset there "
-            f"(size={data.demo_size}, seed={data.demo_seed}) ...")
+        log(f"data root {root} does not exist: generating the embedded demo dataset there "
+            f"({variant}, size={data.demo_size}, seed={data.demo_seed}) ...")
         generate_embedded(variant, root, size=data.demo_size, seed=data.demo_seed)
         log(f"wrote the demo dataset to {root}")
     return root
