@@ -56,7 +56,7 @@ def register(subparsers) -> None:
                       "(scenes of recurring shot/reverse-shot setups)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--movie", action="store_true", help="write the 'movie' variant (scenes of shots) instead")
-    demo.add_argument("--dataset", choices=("digits", "shapes"), default="digits",
+    demo.add_argument("--dataset", choices=("digits", "shapes"), default="digits",  # the keys of vidssl.data.demo.ACTION_DATASETS
                       help="which action dataset: digits (default) or shapes (other objects, motions, 96² at 30 fps: "
                            "a second dataset to check a recipe on)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
@@ -109,7 +109,7 @@ def run_demo(args) -> int:
     start = time.perf_counter()
     if args.movie and args.dataset != "digits":
         raise UserError("--movie and --dataset shapes do not go together: the movie variant has its own shots")
-    variant = "movies" if args.movie else {"digits": "clips", "shapes": "shapes"}[args.dataset]
+    variant = "movies" if args.movie else demo.ACTION_DATASETS[args.dataset]
     root = demo.generate_embedded(variant, args.out, size=args.size, seed=args.seed, workers=args.workers)
     what = "movie demo" if args.movie else f"{args.dataset} demo"
     print(f"wrote {what} dataset ({args.size}, seed {args.seed}) to {root} in {time.perf_counter() - start:.1f} s")

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed: pretraining, random init, probes (default 0)")
     parser.add_argument("--data-seed", type=int, default=0,
                         help="seed of the embedded dataset (default 0); --seed never regenerates an existing dataset")
-    parser.add_argument("--dataset", choices=("digits", "shapes"), default="digits",
+    parser.add_argument("--dataset", choices=("digits", "shapes"), default="digits",  # the keys of vidssl.data.demo.ACTION_DATASETS
                         help="embedded dataset: digits (default) or shapes (other objects, motions, 96² at 30 fps)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the pretraining preset")
@@ -42,6 +42,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import dataclasses
 
+    from vidssl.data.demo import ACTION_DATASETS
     from vidssl.eval.demo import DEMO_SETTINGS, print_demo_table, run_demo
     from vidssl.io import output_dir
 
@@ -51,7 +52,7 @@ def run(args) -> int:
                                    pretrain_overrides=[*settings.pretrain_overrides, *args.overrides])
     report = run_demo(args.out, args.data, quick=args.quick, device=args.device, seed=args.seed,
                       progress=not args.quiet, settings=settings, data_seed=args.data_seed,
-                      dataset={"digits": "clips", "shapes": "shapes"}[args.dataset])
+                      dataset=ACTION_DATASETS[args.dataset])
     print_demo_table(report)
     print(f"report: {args.out}/report.json")
     return 0

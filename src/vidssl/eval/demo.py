@@ -2,7 +2,8 @@
 
 Steps (each reused when its output already exists, so a second run is fast):
 
-1. generate the embedded dataset (:func:`vidssl.data.demo.generate_demo`; 10 motion classes whose
+1. generate the embedded dataset (:func:`vidssl.data.demo.generate_demo`, or with ``--dataset shapes``
+   :func:`vidssl.data.demo.generate_shapes_demo`; 10 (8) motion classes whose
    appearance says nothing about the class) under ``DATA`` if it is missing, with its own seed
    (``--data-seed``; the training ``--seed`` never regenerates it);
 2. pretrain a tiny encoder on its train split with a tiny FGKVMemPred/BYOL preset (GPU when
@@ -74,12 +75,14 @@ def pretrain_config(settings: DemoSettings, data_root: Path, device: str, seed: 
     """The resolved pretraining config: the settings' preset on the dataset's train split of fold 1.
 
     ``seed`` is the training seed (``trainer.seed``); ``data_seed`` the embedded dataset's
-    (``data.demo_seed``); ``dataset`` which embedded dataset (``data.demo_variant``: clips = digits, shapes). Built before anything runs, so an unknown preset or override fails at once.
+    (``data.demo_seed``); ``dataset`` which embedded dataset (``data.demo_variant``: ``clips`` = digits, or
+    ``shapes``). Built before anything runs, so an unknown preset or override fails at once.
     """
     from vidssl.methods.train import load_pretrain_config
 
     overrides = [f"data.root={data_root}", "data.split=train", "data.fold=1", f"data.demo_size={settings.dataset_size}",
-                 f"data.demo_seed={data_seed}", f"data.demo_variant={dataset}", f"trainer.seed={seed}", f"trainer.progress_bar={progress}",
+                 f"data.demo_seed={data_seed}", f"data.demo_variant={dataset}", f"trainer.seed={seed}",
+                 f"trainer.progress_bar={progress}",
                  *settings.pretrain_overrides]
     if device not in ("auto", None):
         overrides.append(f"trainer.accelerator={'gpu' if str(device).startswith('cuda') else 'cpu'}")

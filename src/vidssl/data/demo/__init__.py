@@ -123,6 +123,9 @@ from vidssl.data.demo.render import (
     write_mp4,
 )
 
+#: ``--dataset`` of ``vidssl data demo`` and ``vidssl demo`` -> ``data.demo_variant``.
+ACTION_DATASETS = {"digits": "clips", "shapes": "shapes"}
+
 #: ``data.demo_variant`` -> the generator that writes it (``generator(root, size=..., seed=..., workers=...)``).
 EMBEDDED_GENERATORS = {"clips": generate_demo, "shapes": generate_shapes_demo, "movies": generate_movie_demo}
 
@@ -137,6 +140,7 @@ def generate_embedded(variant: str, out, size: str = "default", seed: int = 0, w
 
 
 __all__ = [
+    "ACTION_DATASETS",
     "EMBEDDED_GENERATORS",
     "generate_embedded",
     "generate_shapes_demo",

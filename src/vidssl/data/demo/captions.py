@@ -70,8 +70,12 @@ def clip_caption(task) -> str:
 
 def write_captions(root: str | os.PathLike, tasks: list) -> Path:
     """Write ``ROOT/captions.json`` for the demo clips ``tasks`` (atomically)."""
+    return write_caption_table(root, {task.relpath: clip_caption(task) for task in tasks})
+
+
+def write_caption_table(root: str | os.PathLike, table: dict[str, str]) -> Path:
+    """Write ``{relative video path: caption}`` as ``ROOT/captions.json`` (atomically)."""
     root = Path(root)
-    table = {task.relpath: clip_caption(task) for task in tasks}
     tmp = root / (CAPTIONS_FILE + ".part")
     tmp.write_text(json.dumps(table, indent=0, sort_keys=True))
     os.replace(tmp, root / CAPTIONS_FILE)

@@ -213,12 +213,7 @@ def generate_demo(out: str | os.PathLike, size: str = "default", seed: int = 0, 
     meta = {"kind": "ucf101-demo", "size": size, "seed": int(seed), "version": FORMAT_VERSION}
     from vidssl.data.demo.captions import CAPTIONS_FILE, write_captions
 
-    tasks = [
-        DemoClip(str(root), class_index, group, clip, int(seed), spec)
-        for class_index in range(len(CLASS_NAMES))
-        for group in range(1, spec.num_groups + 1)
-        for clip in range(1, spec.clips_per_group + 1)
-    ]
+    tasks = _clip_tasks(DemoClip, root, len(CLASS_NAMES), spec, seed)
     if _prepare_root(root, meta):
         if not (root / CAPTIONS_FILE).is_file():  # written before the dataset had captions
             write_captions(root, tasks)
@@ -231,6 +226,17 @@ def generate_demo(out: str | os.PathLike, size: str = "default", seed: int = 0, 
     _write_readme(root, spec, size, seed, len(tasks))
     _write_marker(root, meta, entries, complete=True, num_videos=len(tasks))
     return root
+
+
+def _clip_tasks(clip_type: type, root: Path, num_classes: int, spec: DemoSize, seed: int) -> list:
+    """Every clip of an action dataset, class by class, group by group: ``clip_type(root, class, group, clip,
+    seed, spec)`` (:class:`DemoClip` or a subclass with other classes)."""
+    return [
+        clip_type(str(root), class_index, group, clip, int(seed), spec)
+        for class_index in range(num_classes)
+        for group in range(1, spec.num_groups + 1)
+        for clip in range(1, spec.clips_per_group + 1)
+    ]
 
 
 def _write_split_files(folder: Path, tasks: list, num_groups: int,

@@ -220,7 +220,8 @@ def _draw_sprite(
 
 @dataclass
 class Background:
-    """A static scene: base colour, low-frequency texture and faint clutter digits. ``image`` is H×W×3 float32."""
+    """A static scene: ``image`` (H×W×3 float32) and ``base_colour``, the colour a moving object must contrast
+    with (the digits' base colour before texture and clutter; the shapes' mean colour)."""
 
     image: np.ndarray
     base_colour: np.ndarray
@@ -302,6 +303,17 @@ def _motion_energy(trajectory: Trajectory, width: int) -> np.ndarray:
     return np.clip(speed * FPS / (1.5 * width), 0.0, 1.0)
 
 
+def add_clicks(wave: np.ndarray, rng: np.random.Generator, event_frames, fps: float, sample_rate: int) -> None:
+    """Add a 30 ms decaying noise burst (a click) to ``wave`` (N,) in place at each event frame."""
+    click_length = int(0.03 * sample_rate)
+    decay = np.exp(-np.arange(click_length) / (0.004 * sample_rate))
+    for frame in event_frames:
+        start = int(round(frame / fps * sample_rate))
+        burst = rng.normal(size=click_length) * decay * 0.5
+        end = min(start + click_length, len(wave))
+        wave[start:end] += burst[: end - start]
+
+
 def render_audio(
     rng: np.random.Generator,
     trajectory: Trajectory,
@@ -320,13 +332,7 @@ def render_audio(
     tone = np.sin(2 * np.pi * pitch * seconds + phase) + 0.3 * np.sin(4 * np.pi * pitch * seconds + phase)
     envelope = np.interp(seconds, (np.arange(num_frames) + 0.5) / FPS, _motion_energy(trajectory, width))
     wave = tone * (0.05 + 0.3 * envelope)
-    click_length = int(0.03 * sample_rate)
-    decay = np.exp(-np.arange(click_length) / (0.004 * sample_rate))
-    for frame in trajectory.events:
-        start = int(round(frame / FPS * sample_rate))
-        burst = rng.normal(size=click_length) * decay * 0.5
-        end = min(start + click_length, num_samples)
-        wave[start:end] += burst[: end - start]
+    add_clicks(wave, rng, trajectory.events, FPS, sample_rate)
     if drone_hz is not None:
         wave += 0.08 * np.sin(2 * np.pi * drone_hz * seconds)
     wave += rng.normal(scale=0.003, size=num_samples)

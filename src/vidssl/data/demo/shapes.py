@@ -28,7 +28,6 @@ on it, and a preset reads it with ``data.demo_variant=shapes``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +39,23 @@ from vidssl.data.demo.dataset import (
     DemoClip,
     DemoSize,
     _check_size,
+    _clip_tasks,
     _limit_threads,
     _prepare_root,
     _run_tasks,
     _write_marker,
     _write_split_files,
 )
-from vidssl.data.demo.captions import CAPTIONS_FILE, colour_name
-from vidssl.data.demo.render import _contrasting_colour, _luminance, _random_colour, _uniform, video_codec, write_mp4
+from vidssl.data.demo.captions import CAPTIONS_FILE, colour_name, write_caption_table
+from vidssl.data.demo.render import (
+    Background,
+    _contrasting_colour,
+    _random_colour,
+    _uniform,
+    add_clicks,
+    video_codec,
+    write_mp4,
+)
 
 SHAPES_FPS = 30
 SHAPES_KEYFRAME_INTERVAL = 30
@@ -276,15 +284,7 @@ def _shape_masks(shape: str, centre, size: float, aspect: float, angle: float, h
     return fill.astype(np.float32) / 255.0, edge.astype(np.float32) / 255.0
 
 
-@dataclass
-class ShapesBackground:
-    """A static scene of one group. ``image`` is H×W×3 float32; ``base_colour`` its mean colour."""
-
-    image: np.ndarray
-    base_colour: np.ndarray
-
-
-def _shapes_background(seed: int, group: int, width: int) -> ShapesBackground:
+def _shapes_background(seed: int, group: int, width: int) -> Background:
     """Two-colour gradient, soft colour blobs and faint static shapes, at 60 % contrast around the mean."""
     rng = np.random.default_rng([seed, 11, group])
     axis = np.linspace(0.0, 1.0, width, dtype=np.float32)
@@ -308,7 +308,7 @@ def _shapes_background(seed: int, group: int, width: int) -> ShapesBackground:
     mean = image.mean(axis=(0, 1), keepdims=True)
     image = mean + SHAPES_BACKGROUND_CONTRAST * (image - mean)
     image = np.clip(image, 0, 255).astype(np.float32)
-    return ShapesBackground(image=image, base_colour=image.mean(axis=(0, 1)))
+    return Background(image=image, base_colour=image.mean(axis=(0, 1)))
 
 
 def render_shape_frames(path: ShapePath, shape: str, colour: np.ndarray, background: np.ndarray,
@@ -375,12 +375,7 @@ def render_shape_audio(rng: np.random.Generator, path: ShapePath, shape: str, wi
     tone = sum(np.sin(k * phase) / k for k in range(1, harmonics + 1))
     envelope = np.interp(seconds, frame_times, _shape_motion_energy(path, width))
     wave = tone * (0.05 + 0.3 * envelope)
-    click_length = int(0.03 * sample_rate)
-    decay = np.exp(-np.arange(click_length) / (0.004 * sample_rate))
-    for frame in path.events:
-        start = int(round(frame / SHAPES_FPS * sample_rate))
-        end = min(start + click_length, num_samples)
-        wave[start:end] += (rng.normal(size=click_length) * decay * 0.5)[: end - start]
+    add_clicks(wave, rng, path.events, SHAPES_FPS, sample_rate)
     wave += rng.normal(scale=0.003, size=num_samples)
     return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
@@ -412,8 +407,7 @@ def render_shapes_clip(task: ShapesClip) -> tuple[np.ndarray, np.ndarray, dict]:
     audio = render_shape_audio(rng, path, shape, width, size.audio_rate)
     name = colour_name(colour)
     info = {"shape": shape, "colour": name, "num_frames": num_frames, "events": path.events.tolist(),
-            "caption": f"a {name} {shape} {SHAPE_MOTION_PHRASES[task.class_name]}",
-            "luminance_gap": abs(_luminance(colour) - _luminance(background.base_colour))}
+            "caption": f"a {name} {shape} {SHAPE_MOTION_PHRASES[task.class_name]}"}
     return frames, audio, info
 
 
@@ -444,19 +438,12 @@ def generate_shapes_demo(out: str | os.PathLike, size: str = "default", seed: in
     meta = {"kind": "ucf101-shapes", "size": size, "seed": int(seed), "version": SHAPES_FORMAT_VERSION}
     if _prepare_root(root, meta):
         return root
-    tasks = [
-        ShapesClip(str(root), class_index, group, clip, int(seed), spec)
-        for class_index in range(len(SHAPE_CLASS_NAMES))
-        for group in range(1, spec.num_groups + 1)
-        for clip in range(1, spec.clips_per_group + 1)
-    ]
+    tasks = _clip_tasks(ShapesClip, root, len(SHAPE_CLASS_NAMES), spec, seed)
     entries = [*SHAPE_CLASS_NAMES, "ucfTrainTestlist", "README.txt", CAPTIONS_FILE]
     _write_marker(root, meta, entries, complete=False)
     captions = dict(_run_tasks(_encode_shapes_clip, tasks, workers))
     _write_split_files(root / "ucfTrainTestlist", tasks, spec.num_groups, SHAPE_CLASS_NAMES)
-    tmp = root / (CAPTIONS_FILE + ".part")
-    tmp.write_text(json.dumps(captions, indent=0, sort_keys=True))
-    os.replace(tmp, root / CAPTIONS_FILE)
+    write_caption_table(root, captions)
     _write_shapes_readme(root, spec, size, seed, len(tasks))
     _write_marker(root, meta, entries, complete=True, num_videos=len(tasks))
     return root
