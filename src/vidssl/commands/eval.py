@@ -21,6 +21,7 @@ EPILOG = """examples:
   vidssl eval svm --checkpoint runs/x --data data/demo --views demo --C 1e-4 1e-2 1 --out runs/x/svm
   vidssl eval linear --checkpoint runs/x --data data/ucf101 --split all --out runs/x/linear
   vidssl eval linear --backbone r3d18_fgkv_tiny --data data/demo --views demo --epochs 20 --out runs/random/linear
+  vidssl eval linear --checkpoint runs/x --random-init --data data/demo --out runs/x/linear_random   # same views
   vidssl eval finetune --checkpoint runs/x --data data/hmdb51 --preset gdt --split all --out runs/x/ft
   vidssl eval finetune --checkpoint runs/x --data data/demo --preset tiny epochs=3 --out runs/x/ft
   vidssl eval knn --checkpoint runs/x --data data/demo --views demo --k 10 --out runs/x/knn
@@ -36,6 +37,9 @@ def _common(parser: argparse.ArgumentParser, views: str | None) -> None:
     source.add_argument("--checkpoint", help="pretrain run directory, encoder.safetensors or .ckpt")
     source.add_argument("--backbone", help="evaluate a randomly initialised backbone of this name instead")
     source.add_argument("--backbone-kwargs", default="{}", help='JSON builder arguments of --backbone, e.g. \'{"width": 16}\'')
+    source.add_argument("--random-init", action="store_true",
+                        help="with --checkpoint: the same encoder randomly initialised (seeded by --seed), fed the "
+                             "checkpoint's own views; the baseline a pretrained encoder must beat")
     parser.add_argument("--data", required=True, help="dataset root (UCF101/HMDB51 layout, or the embedded demo)")
     parser.add_argument("--split", default="1", help="official split: 1, 2, 3, a comma list or 'all' (default 1)")
     parser.add_argument("--out", required=True, help="report directory (report.json, report.md, PNGs)")
@@ -131,6 +135,9 @@ def _check_args(args) -> None:
 
     if bool(args.checkpoint) == bool(args.backbone):
         raise UserError("give exactly one of --checkpoint PATH or --backbone NAME")
+    if args.random_init and not args.checkpoint:
+        raise UserError("--random-init takes the architecture and views of --checkpoint RUN; give it with "
+                        "--checkpoint (for a backbone by name, --backbone NAME alone is random already)")
     # every number a protocol reads, refused here with the flag's name rather than deep inside it
     for name in ("clips", "crops", "batch_size", "k", "epochs", "train_batch_size"):
         value = getattr(args, name, None)
@@ -201,7 +208,8 @@ def run(args) -> int:
     manifest = open_dataset(args.data)
     folds = parse_split(args.split, manifest.folds)
     encoder, info = load_eval_encoder(args.checkpoint, args.backbone, seed=args.seed,
-                                      backbone_kwargs=parse_backbone_kwargs(args.backbone_kwargs))
+                                      backbone_kwargs=parse_backbone_kwargs(args.backbone_kwargs),
+                                      random_init=args.random_init)
     spec, views, default = _spec(args)
     choice = protocol_for(encoder, views, default=default, temporal_clips=args.clips, spatial_crops=args.crops)
     protocol = choice.protocol

@@ -88,8 +88,14 @@ def load_eval_encoder(
     backbone: str | None = None,
     seed: int = 0,
     backbone_kwargs: dict[str, Any] | None = None,
+    random_init: bool = False,
 ) -> tuple[torch.nn.Module, EncoderInfo]:
     """A frozen encoder in eval mode: from a checkpoint (run dir / .safetensors / .ckpt) or random init.
+
+    ``random_init`` with a ``checkpoint``: the checkpoint's architecture and input contract with random
+    weights drawn under ``seed``, i.e. "the same encoder randomly initialised", fed exactly the views the
+    pretrained one gets. (``backbone`` alone has no contract, so its views are a protocol's defaults, which
+    may differ from the pretrained encoder's in crop size, frame rate and normalisation.)
 
     A missing path is a :class:`UserError`; an unknown backbone name a :class:`ConfigError`.
     """
@@ -102,8 +108,13 @@ def load_eval_encoder(
         weights = _weights_file(path)
         encoder = models.load_encoder(path)
         contract = contract_of(encoder)
-        info = EncoderInfo(str(path), file_sha256(weights), getattr(encoder, "backbone_name", "") or "",
-                           contract.to_dict() if contract is not None else "none")
+        if random_init:
+            encoder, info = _random_twin(encoder, path, seed)
+        else:
+            info = EncoderInfo(str(path), file_sha256(weights), getattr(encoder, "backbone_name", "") or "",
+                               contract.to_dict() if contract is not None else "none")
+    elif random_init:
+        raise UserError("random init with the architecture and views of a run needs --checkpoint RUN")
     elif backbone:
         kwargs = dict(backbone_kwargs or {})
         with torch.random.fork_rng():
@@ -120,6 +131,26 @@ def load_eval_encoder(
     if bad is not None:  # its scores would be chance presented as a normal result
         raise UserError(f"'{checkpoint}' has non-finite weights ('{bad}' holds NaN or inf): the run that wrote it "
                         "diverged; retrain it (lower optim.lr or set optim.grad_clip) instead of evaluating it")
+    return encoder, info
+
+
+def _random_twin(trained: torch.nn.Module, path: Path, seed: int) -> tuple[torch.nn.Module, EncoderInfo]:
+    """``trained``'s backbone (name, builder arguments, input contract) with random weights drawn under ``seed``."""
+    from vidssl import models
+
+    name = getattr(trained, "backbone_name", None)
+    if not name:
+        raise UserError(f"the encoder in '{path}' does not say which backbone it is, so it has no random twin")
+    kwargs = dict(getattr(trained, "backbone_kwargs", {}) or {})
+    contract = contract_of(trained)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = models.build_random_encoder(name, **kwargs)
+    encoder.input_contract = contract
+    contract_dict = contract.to_dict() if contract is not None else "none"
+    spec = json.dumps({"backbone": name, "kwargs": kwargs, "seed": seed, "contract": contract_dict}, sort_keys=True)
+    info = EncoderInfo(f"random:{name} (architecture and views of {path})",
+                       "random-" + hashlib.sha256(spec.encode()).hexdigest()[:24], name, contract_dict)
     return encoder, info
 
 
