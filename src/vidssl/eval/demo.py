@@ -186,7 +186,7 @@ def run_demo(
     """
     from vidssl.data.demo import generate_embedded
     from vidssl.eval import report as reporting
-    from vidssl.eval.features import load_eval_encoder, open_dataset, pick_device
+    from vidssl.eval.features import load_eval_encoder, open_dataset, pick_device, random_twin
     from vidssl.eval.protocols import Extraction, FeatureSource, KNNSpec, LinearSpec, SVMSpec, run_feature_protocol
 
     started = time.time()
@@ -215,12 +215,11 @@ def run_demo(
     mark = lap("pretrain", mark)
 
     pretrained, pretrained_info = load_eval_encoder(run_dir)
-    backbone_name, backbone_kwargs = _architecture(run_dir, pretrained)
-    random_encoder, random_info = load_eval_encoder(backbone=backbone_name, backbone_kwargs=backbone_kwargs, seed=seed)
+    random_encoder, random_info = random_twin(pretrained, run_dir, seed)
     choice = demo_protocol(settings, pretrained, run_dir)
     protocol = choice.protocol
     encoders = {"pretrained": (pretrained, pretrained_info), "random": (random_encoder, random_info)}
-    log(f"[3/3] linear probe, SVM and kNN: pretrained vs randomly initialised {backbone_name}")
+    log(f"[3/3] linear probe, SVM and kNN: pretrained vs randomly initialised {random_info.backbone}")
     extraction = Extraction(cache_dir=out_dir / "features", device=str(torch_device), batch_size=settings.batch_size,
                             num_workers=settings.num_workers, seed=seed, progress=progress)
     source = FeatureSource(encoders, manifest, protocol, extraction, contract=choice.record()["input_contract"])
@@ -267,15 +266,6 @@ def run_demo(
     reporting.write_json(report, out_dir / "report.json")
     (out_dir / "report.md").write_text(render_demo_markdown(report))
     return report
-
-
-def _architecture(run_dir: Path, encoder: nn.Module) -> tuple[str, dict[str, Any]]:
-    """Backbone name + kwargs of the pretrained encoder (``vidssl.models`` tags every encoder it builds),
-    to build the same architecture with random weights."""
-    name = getattr(encoder, "backbone_name", None)
-    if not name:
-        raise UserError(f"the encoder in {run_dir} does not say which backbone it is")
-    return name, dict(getattr(encoder, "backbone_kwargs", {}) or {})
 
 
 def _find_metrics(run_dir: Path) -> Path | None:

@@ -109,49 +109,64 @@ def load_eval_encoder(
         encoder = models.load_encoder(path)
         contract = contract_of(encoder)
         if random_init:
-            encoder, info = _random_twin(encoder, path, seed)
-        else:
-            info = EncoderInfo(str(path), file_sha256(weights), getattr(encoder, "backbone_name", "") or "",
-                               contract.to_dict() if contract is not None else "none")
+            return random_twin(encoder, path, seed)
+        info = EncoderInfo(str(path), file_sha256(weights), getattr(encoder, "backbone_name", "") or "",
+                           contract.to_dict() if contract is not None else "none")
     elif random_init:
         raise UserError("random init with the architecture and views of a run needs --checkpoint RUN")
     elif backbone:
         kwargs = dict(backbone_kwargs or {})
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            encoder = models.build_random_encoder(backbone, **kwargs)
-        spec = json.dumps({"backbone": backbone, "kwargs": kwargs, "seed": seed}, sort_keys=True)
-        info = EncoderInfo(f"random:{backbone}", "random-" + hashlib.sha256(spec.encode()).hexdigest()[:24], backbone)
+        encoder = _seeded_random_encoder(backbone, kwargs, seed)
+        info = EncoderInfo(f"random:{backbone}", _random_hash(backbone, kwargs, seed), backbone)
     else:
         raise UserError("give --checkpoint PATH (a pretrain run dir or encoder file) or --backbone NAME (random init)")
+    return _frozen(encoder, checkpoint), info
+
+
+def random_twin(trained: torch.nn.Module, source: str | Path, seed: int) -> tuple[torch.nn.Module, EncoderInfo]:
+    """``trained``'s backbone (name, builder arguments, input contract) with random weights drawn under ``seed``,
+    frozen: "the same encoder randomly initialised", which the views of ``trained``'s contract feed alike.
+    Its weights are those of ``load_eval_encoder(backbone=name, backbone_kwargs=kwargs, seed=seed)``."""
+    name = getattr(trained, "backbone_name", None)
+    if not name:
+        raise UserError(f"the encoder in '{source}' does not say which backbone it is, so it has no random twin")
+    kwargs = dict(getattr(trained, "backbone_kwargs", {}) or {})
+    contract = contract_of(trained)
+    encoder = _seeded_random_encoder(name, kwargs, seed)
+    encoder.input_contract = contract
+    contract_dict = contract.to_dict() if contract is not None else "none"
+    info = EncoderInfo(f"random:{name} (architecture and views of {source})",
+                       _random_hash(name, kwargs, seed, contract=contract_dict), name, contract_dict)
+    return _frozen(encoder, source), info
+
+
+def _seeded_random_encoder(name: str, kwargs: dict[str, Any], seed: int) -> torch.nn.Module:
+    """Backbone ``name`` with the random weights that ``seed`` draws (the global RNG is left as it was)."""
+    from vidssl import models
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return models.build_random_encoder(name, **kwargs)
+
+
+def _random_hash(name: str, kwargs: dict[str, Any], seed: int, **extra: Any) -> str:
+    """Content hash of a random encoder (feature-cache key): what builds it, and ``extra`` (e.g. its contract)."""
+    spec = json.dumps({"backbone": name, "kwargs": kwargs, "seed": seed, **extra}, sort_keys=True)
+    return "random-" + hashlib.sha256(spec.encode()).hexdigest()[:24]
+
+
+def _frozen(encoder: torch.nn.Module, source) -> torch.nn.Module:
+    """``encoder`` in eval mode without gradients; non-finite weights are refused (a diverged run)."""
+    from vidssl import models
+
     encoder.eval()
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
     bad = models.first_nonfinite(encoder.state_dict())
     if bad is not None:  # its scores would be chance presented as a normal result
-        raise UserError(f"'{checkpoint}' has non-finite weights ('{bad}' holds NaN or inf): the run that wrote it "
+        raise UserError(f"'{source}' has non-finite weights ('{bad}' holds NaN or inf): the run that wrote it "
                         "diverged; retrain it (lower optim.lr or set optim.grad_clip) instead of evaluating it")
-    return encoder, info
-
-
-def _random_twin(trained: torch.nn.Module, path: Path, seed: int) -> tuple[torch.nn.Module, EncoderInfo]:
-    """``trained``'s backbone (name, builder arguments, input contract) with random weights drawn under ``seed``."""
-    from vidssl import models
-
-    name = getattr(trained, "backbone_name", None)
-    if not name:
-        raise UserError(f"the encoder in '{path}' does not say which backbone it is, so it has no random twin")
-    kwargs = dict(getattr(trained, "backbone_kwargs", {}) or {})
-    contract = contract_of(trained)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        encoder = models.build_random_encoder(name, **kwargs)
-    encoder.input_contract = contract
-    contract_dict = contract.to_dict() if contract is not None else "none"
-    spec = json.dumps({"backbone": name, "kwargs": kwargs, "seed": seed, "contract": contract_dict}, sort_keys=True)
-    info = EncoderInfo(f"random:{name} (architecture and views of {path})",
-                       "random-" + hashlib.sha256(spec.encode()).hexdigest()[:24], name, contract_dict)
-    return encoder, info
+    return encoder
 
 
 def pick_device(name: str | None = None) -> torch.device:
