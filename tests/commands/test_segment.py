@@ -9,6 +9,7 @@ import json
 
 import av
 import numpy as np
+import pytest
 
 from vidssl.cli import main
 from vidssl.eval.timeline import Scene, scenes_from_boundaries, timecode, write_chapters, write_edl
@@ -97,3 +98,32 @@ def test_edl_and_chapters(tmp_path):
     assert "START=2400\nEND=120000\ntitle=Scene 2" in (tmp_path / "c.txt").read_text()
     # non-drop-frame timecode of 23.976 fps media counts 24 frames a second (as editors do): 87788 frames
     assert timecode(3661.5, 23.976) == "01:00:57:20"
+
+
+def test_scene_repeats_report_every_seed_and_keep_the_best_on_val(movie_root, tmp_path):
+    """``repeats=N``: N fine-tunings (seeds seed..seed+N-1), mean ± std of each metric, and the kept scene
+    model is the run with the best val AP: its numbers are the report's headline val/test."""
+    out = tmp_path / "scenes"
+    assert main(["eval", "scenes", "--backbone", "image_resnet_tiny", "--backbone-kwargs", '{"width": 4}',
+                 "--canvas", "32", "--crop-size", "28", "--data", str(movie_root), "--preset", "tiny",
+                 "--out", str(out), "--no-cache", "--quiet", "epochs=2", "batch_size=16", "shots_per_side=2",
+                 "crn_hidden_dim=16", "crn_intermediate_dim=32", "crn_heads=2", "seed=3", "repeats=3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    runs = report["repeats"]["runs"]
+    assert [r["seed"] for r in runs] == [3, 4, 5]
+    val_aps = [r["val"]["ap"] for r in runs]
+    kept = runs[int(np.argmax(val_aps))]
+    assert report["repeats"]["kept_seed"] == kept["seed"]
+    assert report["test"]["ap"] == pytest.approx(kept["test"]["ap"]) and report["val"]["ap"] == pytest.approx(max(val_aps))
+    for split in ("val", "test"):
+        for key in ("ap", "miou", "f1", "recall", "recall_at_3s"):
+            values = [r[split][key] for r in runs]
+            assert report["repeats"]["mean"][split][key] == pytest.approx(np.mean(values))
+            assert report["repeats"]["std"][split][key] == pytest.approx(np.std(values))
+    assert "Over 3 fine-tuning seeds" in (out / "report.md").read_text()
+
+
+def test_scene_repeats_must_be_positive(movie_root, tmp_path, capsys):
+    assert main(["eval", "scenes", "--backbone", "image_resnet_tiny", "--data", str(movie_root), "--out",
+                 str(tmp_path / "x"), "--preset", "tiny", "repeats=0"]) == 2
+    assert "repeats must be >= 1, got 0" in capsys.readouterr().err
