@@ -145,3 +145,20 @@ def test_shot_features_average_keyframes_and_are_cached(tmp_path):
     extract_shot_features(MeanPixel(), contract, [movie], torch.device("cpu"), "hash", tmp_path / "cache",
                           progress=False)
     assert MeanPixel.calls > calls
+
+
+def test_the_window_follows_the_pretrained_crn_and_a_mismatch_is_refused():
+    import torch
+
+    from vidssl.eval.scenes import SceneConfig, crn_kwargs, finetune_scene_model, fit_window_to_crn
+
+    cfg = SceneConfig(shots_per_side=4)
+    pretrained = ({}, crn_kwargs(SceneConfig(shots_per_side=2)))
+    logged = []
+    fitted = fit_window_to_crn(cfg, pretrained, logged.append)
+    assert fitted.shots_per_side == 2 and cfg.shots_per_side == 4  # a new config; the caller's is left alone
+    assert logged and "windows of 5 shots" in logged[0]
+    assert fit_window_to_crn(fitted, pretrained, logged.append) is fitted and len(logged) == 1
+    assert fit_window_to_crn(cfg, None) is cfg
+    with pytest.raises(ValueError, match="takes windows of 5 shots, the config 9"):
+        finetune_scene_model([], {}, cfg, 8, torch.device("cpu"), pretrained)

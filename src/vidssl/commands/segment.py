@@ -58,7 +58,8 @@ def add_scenes_parser(sub) -> None:
                         help="shot-feature cache (default ~/.cache/vidssl/features)")
     scenes.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     scenes.add_argument("--quiet", action="store_true")
-    scenes.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. epochs=10 lr=1e-4 seed=1; repeats=5 fine-tunes with 5 seeds and reports mean ± std")
+    scenes.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="e.g. epochs=10 lr=1e-4 seed=1; repeats=5 fine-tunes with 5 seeds and reports mean ± std")
     scenes.set_defaults(func=run_scenes)
 
 

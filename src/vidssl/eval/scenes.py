@@ -49,7 +49,8 @@ from vidssl.models.contract import InputContract
 from vidssl.models.crn import ContextualRelationNetwork
 
 __all__ = ["SceneConfig", "SCENE_PRESETS", "scene_config", "SceneModel", "MovieShots", "load_shot_images",
-           "extract_shot_features", "shot_windows", "balanced_cross_entropy", "finetune_scene_model",
+           "extract_shot_features", "shot_windows", "balanced_cross_entropy", "fit_window_to_crn",
+           "finetune_scene_model",
            "predict_boundaries", "save_scene_model", "load_scene_model", "run_scene_protocol", "crn_of_run",
            "IMAGE_CONTRACT"]
 
@@ -322,19 +323,30 @@ def _movie_scores(model, movies, features, k, device) -> list[MovieScores]:
     return scores
 
 
+def fit_window_to_crn(cfg: SceneConfig, pretrained: tuple[dict, dict] | None,
+                      log_fn: Callable[[str], None] = print) -> SceneConfig:
+    """``cfg`` with the window of the pretrained CRN (``shots_per_side`` from its ``num_shots``), said in the
+    log when it changes; ``cfg`` itself when there is no pretrained CRN or the window already fits."""
+    if pretrained is None or pretrained[1]["num_shots"] == 2 * cfg.shots_per_side + 1:
+        return cfg
+    fitted = (pretrained[1]["num_shots"] - 1) // 2
+    log_fn(f"the pretrained CRN takes windows of {pretrained[1]['num_shots']} shots: shots_per_side set to {fitted}")
+    return replace(cfg, shots_per_side=fitted)
+
+
 def finetune_scene_model(movies: list[MovieShots], features: dict[str, np.ndarray], cfg: SceneConfig, input_dim: int,
                          device: torch.device, pretrained: tuple[dict, dict] | None = None,
                          log_fn: Callable[[str], None] = print) -> tuple[SceneModel, dict[str, Any]]:
     """Train the scene model on the train movies; keep the epoch with the best val AP (the last one when
-    there is no val movie). Returns the model and the history (per epoch: loss, val metrics)."""
+    there is no val movie). Returns the model and the history (per epoch: loss, val metrics).
+    With a ``pretrained`` CRN, ``cfg`` must have its window (:func:`fit_window_to_crn`)."""
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     if pretrained is not None:
         state, kwargs = pretrained
         if kwargs["num_shots"] != 2 * cfg.shots_per_side + 1:
-            log_fn(f"the pretrained CRN takes windows of {kwargs['num_shots']} shots: shots_per_side set to "
-                   f"{(kwargs['num_shots'] - 1) // 2}")
-            cfg.shots_per_side = (kwargs["num_shots"] - 1) // 2
+            raise ValueError(f"the pretrained CRN takes windows of {kwargs['num_shots']} shots, the config "
+                             f"{2 * cfg.shots_per_side + 1}: pass the config through fit_window_to_crn first")
         crn = ContextualRelationNetwork(input_dim, **kwargs)
         crn.load_state_dict(state)
     else:
@@ -482,24 +494,22 @@ def run_scene_protocol(data: str | os.PathLike, out: str | os.PathLike, cfg: Sce
                                      progress)
     pretrained = crn_of_run(checkpoint) if checkpoint else None
     input_dim = next(iter(features.values())).shape[1]
-    if pretrained is not None and pretrained[1]["num_shots"] != 2 * cfg.shots_per_side + 1:
-        # the window follows the pretrained CRN (finetune_scene_model would adjust it per run, on its copy)
-        log_fn(f"the pretrained CRN takes windows of {pretrained[1]['num_shots']} shots: shots_per_side set to "
-               f"{(pretrained[1]['num_shots'] - 1) // 2}")
-        cfg = replace(cfg, shots_per_side=(pretrained[1]["num_shots"] - 1) // 2)
-    runs = []  # (model, history, results) per fine-tuning seed
-    for seed in range(cfg.seed, cfg.seed + cfg.repeats):
+    cfg = fit_window_to_crn(cfg, pretrained, log_fn)
+    run_results = []  # val/test metrics per fine-tuning seed
+    best = None  # (index, model, history) of the run with the best val AP (the first without val): never test
+    for index, seed in enumerate(range(cfg.seed, cfg.seed + cfg.repeats)):
         if cfg.repeats > 1:
-            log_fn(f"fine-tuning run {seed - cfg.seed + 1}/{cfg.repeats} (seed {seed})")
+            log_fn(f"fine-tuning run {index + 1}/{cfg.repeats} (seed {seed})")
         model, history = finetune_scene_model(movies, features, replace(cfg, seed=seed), input_dim, dev,
                                               pretrained, log_fn)
-        results = {split: scene_metrics(_movie_scores(model, [m for m in movies if m.split == split], features,
-                                                      cfg.shots_per_side, dev), cfg.threshold)
-                   for split in ("val", "test") if any(m.split == split for m in movies)}
-        runs.append((model, history, results))
-    # keep the run with the best val AP (the first run when there is no val split): never selected on test
-    best = max(range(len(runs)), key=lambda i: runs[i][2]["val"]["ap"] if "val" in runs[i][2] else -i)
-    model, history, results = runs[best]
+        run_results.append({split: scene_metrics(_movie_scores(model, [m for m in movies if m.split == split],
+                                                               features, cfg.shots_per_side, dev), cfg.threshold)
+                            for split in ("val", "test") if any(m.split == split for m in movies)})
+        val_ap = run_results[-1]["val"]["ap"] if "val" in run_results[-1] else None
+        if best is None or (val_ap is not None and val_ap > run_results[best[0]]["val"]["ap"]):
+            best = (index, model, history)
+    kept, model, history = best
+    results = run_results[kept]
     save_scene_model(out / "scene_model", encoder, contract, model, cfg, info.backbone or "", dict(
         getattr(encoder, "backbone_kwargs", None) or backbone_kwargs or {}))
     report = {"protocol": "scenes", "test": results["test"], "val": results.get("val"), "history": history,
@@ -507,7 +517,7 @@ def run_scene_protocol(data: str | os.PathLike, out: str | os.PathLike, cfg: Sce
               "data": str(data), "problems": problems,
               "shots_without_keyframes": {m.video_id: m.missing for m in movies if m.missing}}
     if cfg.repeats > 1:
-        report["repeats"] = _repeat_summary(runs, cfg.seed, best)
+        report["repeats"] = _repeat_summary(run_results, cfg.seed, kept)
     text = json.dumps(report, indent=1, default=float)
     atomic_write(out / "report.json", lambda tmp: tmp.write_text(text), len(text), "the report")
     t = results["test"]
@@ -541,11 +551,11 @@ def run_scene_protocol(data: str | os.PathLike, out: str | os.PathLike, cfg: Sce
 _METRIC_KEYS = ("ap", "miou", "f1", "recall", "recall_at_3s")
 
 
-def _repeat_summary(runs: list, first_seed: int, kept: int) -> dict[str, Any]:
+def _repeat_summary(run_results: list[dict[str, dict]], first_seed: int, kept: int) -> dict[str, Any]:
     """Every fine-tuning run's val/test metrics and, per split and metric, their mean and standard deviation
     (population std over the runs)."""
     per_run = [{"seed": first_seed + i, **{split: {k: r[k] for k in _METRIC_KEYS} for split, r in results.items()}}
-               for i, (_, _, results) in enumerate(runs)]
+               for i, results in enumerate(run_results)]
     splits = [split for split in ("val", "test") if split in per_run[0]]
     return {"runs": per_run, "kept_seed": first_seed + kept,
             "mean": {s: {k: float(np.mean([r[s][k] for r in per_run])) for k in _METRIC_KEYS} for s in splits},
