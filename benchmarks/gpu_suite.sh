@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU figure of BENCHMARKS.md in one run, each part under its own time limit, logs under $OUT and
 # the JSON figures in $OUT/results.tgz (rewritten after every part, so a cut-off run keeps what it measured).
-#   OUT=gpu-results DEADLINE=420 bash benchmarks/gpu_suite.sh [syncs] [swin] [bench] [compile]   (default: all)
-# syncs: tests/methods/test_host_syncs.py (no host sync in any tiny preset's step; find_host_syncs.py lists them); swin: masked SwinBEVT vs torchvision swin3d_t (issue 14);
+#   OUT=gpu-results DEADLINE=420 bash benchmarks/gpu_suite.sh [syncs] [trace] [swin] [bench] [compile]   (default: all but trace)
+# syncs: tests/methods/test_host_syncs.py (no host sync in any tiny preset's step; find_host_syncs.py lists them);
+# trace: find_host_syncs.py $TRACE --stacks, then --error (each sync's whole stack; the first sync's traceback);
+# swin: masked SwinBEVT vs torchvision swin3d_t (issue 14);
 # bench: `vidssl bench` of one full preset per method, eager; compile: the same with trainer.compile=true.
 set -u
 OUT=${OUT:-gpu-results}
@@ -17,13 +19,17 @@ BENCH=${BENCH:-"byol_rho2_r3d18_k400:64 fgkvmem_kvmem_r3d18_k400:64 brave_va_tsm
 PRESET_LIMIT=${PRESET_LIMIT:-100}   # seconds per preset
 SYNC_LIMIT=${SYNC_LIMIT:-120}       # seconds for the host-sync test
 SWIN_LIMIT=${SWIN_LIMIT:-180}       # seconds for the Swin comparison (eager figures first, then compiled)
+TRACE=${TRACE:-bassl_tiny}          # presets whose syncs are traced (part trace)
+TRACE_LIMIT=${TRACE_LIMIT:-60}      # seconds for each of the two trace runs
 BENCH_ARGS=${BENCH_ARGS:-}           # e.g. --no-largest-batch
 left() { echo $(( DEADLINE - SECONDS )); }
 limit() { local l; l=$(left); [ "$l" -gt "$1" ] && echo "$1" || echo "$l"; }
 save() { tar czf "$OUT/results.tgz" -C "$JSON" . 2>/dev/null; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, torchvision, lightning, av; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'lightning', lightning.__version__, 'av', av.__version__)"
-  echo "cores $(nproc)"; } 2>&1 | tee "$OUT/env.txt"
+  echo "cores $(nproc)"
+  echo "NVDEC library (torchcodec CUDA): $(ls /usr/local/nvidia/lib64 /usr/lib/x86_64-linux-gnu 2>/dev/null | grep -i -m1 nvcuvid || echo none)"
+  echo "system FFmpeg: $(command -v ffmpeg || echo none)"; } 2>&1 | tee "$OUT/env.txt"
 # the embedded datasets the full presets fall back to (no Kinetics here), generated while the syncs part runs
 python3 -c "
 from vidssl.bench import BenchOptions, _bench_config
@@ -38,6 +44,9 @@ for part in $parts; do
   case $part in
     syncs) timeout "$(limit "$SYNC_LIMIT")" python3 -m pytest -q -p no:cacheprovider "$here/../tests/methods/test_host_syncs.py" 2>&1 \
              | grep -v -i warn | tee "$OUT/syncs.log" ;;
+    trace) { timeout "$(limit "$TRACE_LIMIT")" python3 "$here/find_host_syncs.py" $TRACE --stacks
+             timeout "$(limit "$TRACE_LIMIT")" python3 "$here/find_host_syncs.py" $TRACE --error; } 2>&1 \
+             | tee "$OUT/trace.log" ;;
     swin) timeout "$(limit "$SWIN_LIMIT")" python3 "$here/bench_bevt_swin.py" --batch 8 --size 224 --frames 16 --steps 10 \
             --warmup 3 --compile 2>&1 | grep -v -i warn | tee "$OUT/swin.log" ;;
     bench|compile)

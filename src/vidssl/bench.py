@@ -109,17 +109,21 @@ def _bench_config(preset: str, options: BenchOptions, gpu: bool):
 
     cfg = load_pretrain_config(preset, options.overrides)
     batch = options.batch or (cfg.data.batch_size if gpu else 8)
-    twin_variant = None
-    for data in _data_configs(cfg):
+    twin = None
+    streams = [("data", cfg.data)] + list(getattr(cfg, "streams", {}).items())
+    for name, data in streams:
         data.batch_size = batch
         if options.workers is not None:
             data.num_workers = options.workers
         if not Path(data.root).expanduser().exists():
             if not data.generate_demo:  # a full preset without its dataset here: the embedded one, as its tiny twin uses
-                if twin_variant is None:
-                    twin_variant = getattr(load_pretrain_config(tiny_twin(preset)).data, "demo_variant", "clips")
+                twin = twin or load_pretrain_config(tiny_twin(preset))
+                twin_data = twin.data if name == "data" else twin.streams[name]
                 data.generate_demo = True
-                data.demo_variant = twin_variant
+                data.demo_variant = getattr(twin_data, "demo_variant", "clips")
+                # the twin's format too: BEVT's image stream reads format=images (ImageNet) in the full preset
+                # and frames of the embedded videos (format=auto) in its twin
+                data.format = twin_data.format
             variant = getattr(data, "demo_variant", "clips")
             data.root = os.path.join(options.data_cache, f"{variant}-{'default' if gpu else 'tiny'}")
             data.demo_size = "default" if gpu else "tiny"
@@ -180,15 +184,23 @@ class HostSyncRecorder:
     `` (from FILE:LINE)`` names the innermost vidssl line on the stack, and `` [thread NAME]`` a sync
     reported from another thread. A sync stalls the CPU until the GPU catches up, so the next step's
     kernels cannot be queued while this one runs.
+
+    ``stacks=True`` also keeps the whole Python stack of each sync in ``stack_traces`` (for a sync whose
+    ``file:line`` names no vidssl caller); ``mode="error"`` makes the first sync raise a ``RuntimeError``
+    at the synchronising call itself, so its traceback shows where it was made.
     """
 
-    def __init__(self, warmup: int = 1):
+    def __init__(self, warmup: int = 1, mode: str = "warn", stacks: bool = False):
         import warnings
 
         import lightning as L
 
+        if mode not in ("warn", "error"):
+            raise ConfigError(f"HostSyncRecorder mode must be 'warn' or 'error', got {mode!r}")
         recorder = self
         self.syncs: list[str] = []
+        self.stack_traces: list[str] = []
+        self._keep_stacks = stacks
 
         class Callback(L.Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -198,7 +210,7 @@ class HostSyncRecorder:
                 recorder._catch.__enter__()
                 warnings.simplefilter("always")
                 warnings.showwarning = recorder._record
-                torch.cuda.set_sync_debug_mode("warn")
+                torch.cuda.set_sync_debug_mode(mode)
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
                 if batch_idx < warmup:
@@ -212,7 +224,10 @@ class HostSyncRecorder:
         import threading
         import traceback
 
-        if "synchroniz" not in str(message):
+        # torch's report of a sync; not the once-per-process notice that setting the mode prints
+        # ("Synchronization debug mode is a prototype feature and does not yet detect all synchronizing
+        # operations"), which the first recorded preset of a process used to be charged with
+        if "called a synchronizing CUDA operation" not in str(message):
             return
         where = f"{filename}:{lineno}"
         if "/vidssl/" not in filename:
@@ -221,12 +236,17 @@ class HostSyncRecorder:
                 where += f" (from {ours[-1].filename}:{ours[-1].lineno})"
         thread = threading.current_thread().name
         self.syncs.append(where + ("" if thread == "MainThread" else f" [thread {thread}]"))
+        if self._keep_stacks:
+            self.stack_traces.append("".join(traceback.format_stack()[:-1]))
 
 
-def find_host_syncs(cfg, num_classes: int = 10, steps: int = 2, warmup: int = 1) -> list[str]:
+def find_host_syncs(cfg, num_classes: int = 10, steps: int = 2, warmup: int = 1, mode: str = "warn",
+                    stack_traces: list[str] | None = None) -> list[str]:
     """``file:line`` of each host sync in ``steps`` vidssl training steps of ``cfg`` on a synthetic batch
     (CUDA only), with the run's precision, channels-last and compile settings. The recorded steps log
-    nothing (a logging step reads the logged values back to the host by design)."""
+    nothing (a logging step reads the logged values back to the host by design). ``stack_traces``, if
+    given, receives each sync's whole Python stack; ``mode="error"`` raises at the first sync (see
+    :class:`HostSyncRecorder`)."""
     from vidssl.data.synthetic import synthetic_batch
 
     if not torch.cuda.is_available():
@@ -235,10 +255,12 @@ def find_host_syncs(cfg, num_classes: int = 10, steps: int = 2, warmup: int = 1)
     torch.manual_seed(cfg.trainer.seed)
     batch = synthetic_batch(_method(cfg, num_classes).data_streams(), cfg.data.batch_size,
                             num_classes=num_classes, device=device)
-    recorder = HostSyncRecorder(warmup=warmup)
+    recorder = HostSyncRecorder(warmup=warmup, mode=mode, stacks=stack_traces is not None)
     # no recorded step is a logging step: those read the logged values back by design
     _vidssl_step(cfg, batch, num_classes, device, BenchOptions(steps=steps, warmup=warmup),
                  callbacks=[recorder.callback], log_every=10**6)
+    if stack_traces is not None:
+        stack_traces.extend(recorder.stack_traces)
     return recorder.syncs
 
 
@@ -325,7 +347,7 @@ def _timed(step: Callable[[], None], steps: int, warmup: int, device: torch.devi
 
 def _loader_rate(cfg, method, manifest, options: BenchOptions) -> float:
     """Samples/s of the preset's loaders alone (all streams combined, as in training)."""
-    from vidssl.data.module import StreamDataModule
+    from vidssl.data.module import StreamDataModule, loader_workers
     from vidssl.methods.throughput import samples_in_batch
 
     streams = method.data_streams()
@@ -333,7 +355,6 @@ def _loader_rate(cfg, method, manifest, options: BenchOptions) -> float:
     data.setup("fit")
     combined = data.train_dataloader()
     iterator = iter(combined)
-    workers = max(1, cfg.data.num_workers)
 
     def next_batch():
         nonlocal iterator
@@ -344,10 +365,14 @@ def _loader_rate(cfg, method, manifest, options: BenchOptions) -> float:
             item = next(iterator)
         return item[0] if isinstance(item, tuple) else item
 
-    for _ in range(workers):  # worker start-up and each worker's first batch are not timed
+    # Untimed: worker start-up and every batch the workers had already queued (prefetch_factor per worker);
+    # timing those would measure a queue, not the loader. Timed: at least two batches per worker, so the
+    # figure is the rate the workers produce batches at while the step consumes them.
+    workers = loader_workers(cfg.data.num_workers)
+    for _ in range(max(1, workers * cfg.data.prefetch_factor)):
         next_batch()
     start, samples = time.perf_counter(), 0
-    for _ in range(options.loader_batches):
+    for _ in range(max(options.loader_batches, 2 * workers)):
         samples += samples_in_batch(next_batch())
     return samples / (time.perf_counter() - start)
 

@@ -46,7 +46,29 @@ def test_the_recorder_keeps_only_syncs_and_names_another_thread():
     message = "called a synchronizing CUDA operation"
     recorder._record(message, UserWarning, "/site-packages/torch/cuda/__init__.py", 1270)
     recorder._record("an unrelated warning", UserWarning, "/x.py", 1)
+    # printed once per process by set_sync_debug_mode itself (H200, torch 2.11): not a sync of the step
+    recorder._record("Synchronization debug mode is a prototype feature and does not yet detect all synchronizing "
+                     "operations", UserWarning, "/site-packages/torch/cuda/__init__.py", 1270)
     worker = threading.Thread(target=recorder._record, args=(message, UserWarning, "/y.py", 2), name="autograd")
     worker.start()
     worker.join()
     assert recorder.syncs == ["/site-packages/torch/cuda/__init__.py:1270", "/y.py:2 [thread autograd]"]
+
+
+def test_the_recorder_keeps_whole_stacks_on_request_and_refuses_an_unknown_mode():
+    """``stacks=True`` keeps one whole Python stack per recorded sync (naming the caller that a library
+    ``file:line`` hides); only the two sync debug modes that report are accepted."""
+    from vidssl.bench import HostSyncRecorder
+
+    recorder = HostSyncRecorder(stacks=True)
+
+    def a_vidssl_caller():
+        recorder._record("called a synchronizing CUDA operation", UserWarning, "/torch/cuda/__init__.py", 1270)
+
+    a_vidssl_caller()
+    recorder._record("an unrelated warning", UserWarning, "/x.py", 1)
+    assert len(recorder.syncs) == len(recorder.stack_traces) == 1
+    assert "a_vidssl_caller" in recorder.stack_traces[0]
+    assert HostSyncRecorder().stack_traces == []
+    with pytest.raises(ConfigError, match="'warn' or 'error'"):
+        HostSyncRecorder(mode="silent")

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the preset's on GPU, 8 on CPU)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the preset's)")
-    parser.add_argument("--loader-batches", type=int, default=4, help="batches timed for the loader alone (default 4)")
+    parser.add_argument("--loader-batches", type=int, default=4, help="batches timed for the loader alone, at least two per worker, after the batches the "
+                        "workers had queued (default 4)")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end pretraining run")
     parser.add_argument("--no-largest-batch", action="store_true", help="skip the search for the largest batch (GPU)")
     parser.add_argument("--host-syncs", action="store_true",
