@@ -7,6 +7,7 @@ then at least two batches per worker are timed. Dividing by the workers gives a 
 ``data.num_workers`` against the step's samples/s on the GPU.
 
     python benchmarks/bench_preset_loader.py byol_rho2_r3d18_k400 --workers 2 --batch 16
+    python benchmarks/bench_preset_loader.py bassl_r50_movienet --batch 8 data.root=MOVIES data.format=movienet
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--batches", type=int, default=4, help="batches timed (at least two per worker)")
-    args = parser.parse_args()
-    options = BenchOptions(batch=args.batch, workers=args.workers, loader_batches=args.batches)
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="preset overrides")
+    args = parser.parse_intermixed_args()
+    options = BenchOptions(batch=args.batch, workers=args.workers, loader_batches=args.batches,
+                           overrides=list(args.overrides))
     cfg = _bench_config(args.preset, options, gpu=True)  # gpu=True: the full preset itself, not its tiny twin
     for data in _data_configs(cfg):
         prepare_data_root(data, print)
     manifest = open_manifest(Path(cfg.data.root).expanduser(), cfg.data.format)
     method = _method(cfg, max(manifest.num_classes, 2))
     rate = _loader_rate(cfg, method, manifest, options)
-    print(f"{args.preset}: loader {rate:.1f} samples/s with {args.workers} workers, batch {args.batch} "
+    print(f"{args.preset} ({cfg.data.format} at {cfg.data.root}): loader {rate:.1f} samples/s with {args.workers} "
+          f"workers, batch {args.batch} "
           f"({rate / max(1, args.workers):.1f} per worker)")
 
 

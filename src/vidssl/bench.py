@@ -10,12 +10,14 @@ augmentation is flattened, as :func:`vidssl.methods.throughput.samples_in_batch`
 * **plain**: the same model and loss in plain fp32 eager PyTorch: the same method object's
   ``augment`` → ``compute_loss`` → ``backward`` → the same optimiser → EMA update, in a bare loop (no
   Lightning, no autocast, no channels-last, no compile, no probe, no logging);
-* **loader**: the preset's DataLoaders alone (every stream, the run's workers), samples/s;
+* **loader**: the preset's DataLoaders alone (every stream, the run's workers), samples/s, timed after the
+  batches the workers had queued ahead (``workers × prefetch_factor``), over at least two batches per worker;
 * **end-to-end**: a real ``vidssl pretrain`` of a few steps (temporary run directory), samples/s
   and the fraction of step time spent waiting for data (:class:`~vidssl.methods.throughput.ThroughputLogger`);
 * on a GPU also: peak memory per sample of the step, FLOPs per sample (counted with
   ``torch.utils.flop_counter`` on the plain step) and MFU against the card's dense bf16 peak, and the
   largest batch of the step that fits (doubling the batch until out of memory).
+  ``--no-plain`` skips the plain step and the FLOP count (about half of a preset's time on a GPU).
 
 Step times are medians over the timed steps (robust to load spikes from other jobs). Ratios reported: ``step / plain`` (what the engine's defaults buy; ≈ 1 or below on CPU, where both
 are fp32 eager and vidssl does more bookkeeping), ``end-to-end / step`` (how much of the in-memory
@@ -53,7 +55,9 @@ class BenchOptions:
 
     ``batch`` None: the preset's batch on GPU, 8 on CPU. ``workers`` None: the preset's. ``data_cache``:
     where demo datasets are generated when a preset's data root does not exist. ``overrides``: preset
-    ``key=value`` overrides applied before anything else.
+    ``key=value`` overrides applied before anything else. ``plain`` False skips the plain fp32 step and the
+    FLOP count (no step / plain ratio, no MFU): on a GPU they take about half of a preset's time, and a run
+    that only wants the compiled step, the loader or the end-to-end figures can reuse an earlier run's.
     """
 
     steps: int = 3
@@ -63,6 +67,7 @@ class BenchOptions:
     loader_batches: int = 4
     end_to_end: bool = True
     largest_batch: bool = True
+    plain: bool = True
     data_cache: str = field(default_factory=lambda: os.path.join(tempfile.gettempdir(), "vidssl-bench-data"))
     overrides: list[str] = field(default_factory=list)
 
@@ -105,6 +110,7 @@ def _bench_config(preset: str, options: BenchOptions, gpu: bool):
     """The preset's config for the benchmark: batch, workers, and the embedded demo dataset (generated under
     the cache) for every stream whose data root does not exist here — also for full presets, whose step
     speed does not depend on the videos' content (their loader figures then describe the demo's 64² files)."""
+    from vidssl.data.index import STILL_FORMATS
     from vidssl.methods.train import load_pretrain_config
 
     cfg = load_pretrain_config(preset, options.overrides)
@@ -121,9 +127,10 @@ def _bench_config(preset: str, options: BenchOptions, gpu: bool):
                 twin_data = twin.data if name == "data" else twin.streams[name]
                 data.generate_demo = True
                 data.demo_variant = getattr(twin_data, "demo_variant", "clips")
-                # the twin's format too: BEVT's image stream reads format=images (ImageNet) in the full preset
-                # and frames of the embedded videos (format=auto) in its twin
-                data.format = twin_data.format
+                # the twin's format where the embedded data has no such layout: BEVT's image stream reads
+                # format=images (ImageNet) in the full preset and frames of the embedded videos in its twin
+                if data.format in STILL_FORMATS:
+                    data.format = twin_data.format
             variant = getattr(data, "demo_variant", "clips")
             data.root = os.path.join(options.data_cache, f"{variant}-{'default' if gpu else 'tiny'}")
             data.demo_size = "default" if gpu else "tiny"
@@ -454,26 +461,30 @@ def bench_preset(preset: str, options: BenchOptions, log: Callable[[str], None] 
         "batch": cfg.data.batch_size, "samples_per_step": samples, "workers": cfg.data.num_workers,
         "steps": options.steps, "warmup": options.warmup, "load_average_before": list(os.getloadavg()),
     }
-    plain, plain_method = _plain_step(cfg, batch, num_classes, device)
+    if options.plain:  # built first, so both sides start from the same initial weights
+        plain, plain_method = _plain_step(cfg, batch, num_classes, device)
     if gpu:
         torch.cuda.reset_peak_memory_stats(device)
     step_s = _vidssl_step(cfg, batch, num_classes, device, options)
     if gpu:
         result["peak_memory_per_sample_mib"] = torch.cuda.max_memory_allocated(device) / samples / 2**20
-    plain_s = _timed(plain, options.steps, options.warmup, device)
-    result.update(step_samples_per_s=samples / step_s, plain_samples_per_s=samples / plain_s,
-                  step_vs_plain=plain_s / step_s)
-    flops = _flops_per_step(plain)
-    result["flops_per_sample"] = flops / samples
-    peak = _peak(device)
-    result["achieved_tflops"] = flops / step_s / 1e12
-    result["mfu"] = flops / step_s / peak if peak else None
+    result.update(step_samples_per_s=samples / step_s, plain_samples_per_s=None, step_vs_plain=None,
+                  flops_per_sample=None, achieved_tflops=None, mfu=None)
+    if options.plain:
+        plain_s = _timed(plain, options.steps, options.warmup, device)
+        result.update(plain_samples_per_s=samples / plain_s, step_vs_plain=plain_s / step_s)
+        flops = _flops_per_step(plain)
+        result["flops_per_sample"] = flops / samples
+        peak = _peak(device)
+        result["achieved_tflops"] = flops / step_s / 1e12
+        result["mfu"] = flops / step_s / peak if peak else None
+        del plain, plain_method
     # each figure is printed as soon as it is measured: a run cut off by a time limit keeps them
-    log(f"[{preset}] step {result['step_samples_per_s']:.1f} samples/s, plain fp32 eager {result['plain_samples_per_s']:.1f}"
-        f" ({result['step_vs_plain']:.2f}x), {result['achieved_tflops']:.2f} TFLOP/s"
+    log(f"[{preset}] step {result['step_samples_per_s']:.1f} samples/s"
+        + (f", plain fp32 eager {result['plain_samples_per_s']:.1f} ({result['step_vs_plain']:.2f}x), "
+           f"{result['achieved_tflops']:.2f} TFLOP/s" if options.plain else " (plain step skipped)")
         + (f", MFU {100 * result['mfu']:.1f} %" if result["mfu"] else "")
         + (f", peak {result['peak_memory_per_sample_mib']:.0f} MiB/sample" if gpu else ""))
-    del plain, plain_method
     result["loader_samples_per_s"] = _loader_rate(cfg, probe_method, manifest, options)
     result["loader_vs_step"] = result["loader_samples_per_s"] / result["step_samples_per_s"]
     log(f"[{preset}] loader {result['loader_samples_per_s']:.1f} samples/s ({result['loader_vs_step']:.2f}x the step)")
@@ -499,17 +510,20 @@ def format_result(r: dict[str, Any]) -> str:
     lines = [f"{r['preset']}" + (f" (ran its tiny twin {r['ran']})" if r["ran"] != r["preset"] else "")
              + f": {r['method']} / {r['backbone']}, batch {r['batch']} ({r['samples_per_step']} samples), {r['device']}, "
              f"load {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}",
-             f"  step in memory   {r['step_samples_per_s']:9.1f} samples/s   plain fp32 eager {r['plain_samples_per_s']:9.1f}"
-             f"   step / plain {r['step_vs_plain']:.2f}x",
+             f"  step in memory   {r['step_samples_per_s']:9.1f} samples/s   "
+             + (f"plain fp32 eager {r['plain_samples_per_s']:9.1f}   step / plain {r['step_vs_plain']:.2f}x"
+                if r.get("plain_samples_per_s") is not None else "plain fp32 eager skipped (--no-plain)"),
              f"  loader only      {r['loader_samples_per_s']:9.1f} samples/s   loader / step {r['loader_vs_step']:.2f}x"]
     if r.get("end_to_end_samples_per_s") is not None:
         lines.append(f"  end to end       {r['end_to_end_samples_per_s']:9.1f} samples/s   end-to-end / step "
                      f"{pct(r.get('end_to_end_vs_step'))}   data wait {pct(r.get('data_wait_fraction'))} of step time")
-    flops = f"  {r['flops_per_sample'] / 1e9:.2f} GFLOP/sample (plain step), {r['achieved_tflops']:.3f} TFLOP/s, MFU {pct(r['mfu'])}"
+    flops = (f"  {r['flops_per_sample'] / 1e9:.2f} GFLOP/sample (plain step), {r['achieved_tflops']:.3f} TFLOP/s, "
+             f"MFU {pct(r['mfu'])}" if r.get("flops_per_sample") is not None else "  FLOPs and MFU not counted (--no-plain)")
     if "peak_memory_per_sample_mib" in r:
         flops += f", peak {r['peak_memory_per_sample_mib']:.0f} MiB/sample"
     if "largest_batch" in r:
         flops += f", largest batch that fits {r['largest_batch']}"
-    lines.append(flops + ("" if r["mfu"] is not None else " (MFU needs a GPU with a known peak)"))
+    lines.append(flops + ("" if r["mfu"] is not None or r.get("flops_per_sample") is None
+                          else " (MFU needs a GPU with a known peak)"))
     return "\n".join(lines)
 

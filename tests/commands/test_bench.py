@@ -96,3 +96,15 @@ def test_a_full_preset_without_its_data_takes_each_stream_s_format_from_its_tiny
     assert cfg.streams["image"].format != "images"
     assert cfg.streams["image"].generate_demo and cfg.data.generate_demo
     assert cfg.streams["image"].batch_size == cfg.data.batch_size == 4
+
+
+def test_no_plain_skips_the_plain_step_and_says_so(demo_root, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "byol_rho2_r3d18_demo_tiny", "--batch", "4", "--steps", "1", "--warmup", "1",
+                 "--loader-batches", "1", "--workers", "0", "--no-end-to-end", "--no-plain", "--json", str(out),
+                 f"data.root={demo_root}", *SMALL]) == 0
+    text = capsys.readouterr().out
+    assert "plain fp32 eager skipped (--no-plain)" in text and "FLOPs and MFU not counted" in text
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["step_samples_per_s"] > 0 and result["loader_samples_per_s"] > 0
+    assert result["plain_samples_per_s"] is None and result["step_vs_plain"] is None and result["mfu"] is None

@@ -253,7 +253,8 @@ def test_moved_dataset_keeps_working(tmp_path, place):
 
 
 def test_readers_dict_is_plain():
-    assert set(index_module.READERS) == {"folder", "csv", "ucf101", "hmdb51", "kinetics", "movienet", "images"}
+    assert set(index_module.READERS) == {"folder", "csv", "ucf101", "hmdb51", "kinetics", "movienet", "movienet_keyframes",
+                                         "images"}
     data = Manifest(root="/r", class_names=["a"], records=[]).to_dict()
     assert json.loads(json.dumps(data))["class_names"] == ["a"]
 

@@ -264,3 +264,31 @@ def test_activation_checkpointing_is_a_preset_option_and_refuses_a_backbone_with
         METHODS["byol"](apply_pretrain_overrides(tiny_config("byol", backbone="plain_conv"),
                                                  ["trainer.activation_checkpointing=true"]), num_classes=0)
     METHODS["byol"](tiny_config("byol", backbone="plain_conv"), num_classes=0)  # without the option: fine
+
+
+def test_compiled_encoder_trains_to_the_same_numbers_and_the_measured_preset_compiles():
+    """trainer.compile routes the encoder through torch.compile with trainer.compile_backend (aot_eager here:
+    the same graph capture as inductor, without generating kernels); loss and gradients match eager. The
+    ρBYOL K400 preset compiles by default: it was measured to pay on a GPU (BENCHMARKS.md)."""
+
+    def step(compiled: bool):
+        cfg = tiny_config("byol")
+        cfg.trainer.compile, cfg.trainer.compile_backend = compiled, "aot_eager"
+        torch.manual_seed(0)
+        method = METHODS["byol"](cfg, num_classes=3).train()
+        method.configure_model()
+        torch.manual_seed(1)
+        loss = method.compute_loss(method.augment(fake_batch()), fake_batch())["loss"]
+        loss.backward()
+        return method, loss.detach(), {n: p.grad for n, p in method.named_parameters() if p.grad is not None}
+
+    eager, loss_e, grads_e = step(False)
+    compiled, loss_c, grads_c = step(True)
+    assert not hasattr(eager.encoder, "_compiled_call_impl") or eager.encoder._compiled_call_impl is None
+    assert compiled.encoder._compiled_call_impl is not None
+    assert torch.allclose(loss_e, loss_c, atol=1e-5)
+    assert grads_e.keys() == grads_c.keys()
+    for key in grads_e:
+        assert torch.allclose(grads_e[key], grads_c[key], atol=1e-5, rtol=1e-4), key
+    assert load_pretrain_config("byol_rho2_r3d18_k400").trainer.compile is True
+    assert load_pretrain_config("byol_rho2_r3d18_demo_tiny").trainer.compile is False

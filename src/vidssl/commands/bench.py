@@ -32,6 +32,8 @@ def register(subparsers) -> None:
                         "workers had queued (default 4)")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the end-to-end pretraining run")
     parser.add_argument("--no-largest-batch", action="store_true", help="skip the search for the largest batch (GPU)")
+    parser.add_argument("--no-plain", action="store_true",
+                        help="skip the plain fp32 eager step and the FLOP count (no step / plain ratio, no MFU)")
     parser.add_argument("--host-syncs", action="store_true",
                         help="only list the host syncs inside the training step (file:line; needs CUDA)")
     parser.add_argument("--data-cache", default=None,
@@ -61,7 +63,7 @@ def run(args) -> int:
         raise ConfigError("give one PRESET or --all (not both)")
     options = BenchOptions(steps=args.steps, warmup=args.warmup, batch=args.batch, workers=args.workers,
                            loader_batches=args.loader_batches, end_to_end=not args.no_end_to_end,
-                           largest_batch=not args.no_largest_batch,
+                           largest_batch=not args.no_largest_batch, plain=not args.no_plain,
                            overrides=list(args.overrides),
                            **({"data_cache": args.data_cache} if args.data_cache else {}))
     gpu = torch.cuda.is_available()

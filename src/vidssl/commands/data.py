@@ -35,7 +35,7 @@ CHECK_EPILOG = """examples:
   vidssl data check ~/hmdb51_manifest.json         # a manifest written with --out
 """
 
-FORMATS = ["auto", "folder", "ucf101", "hmdb51", "csv", "kinetics", "movienet", "images"]
+FORMATS = ["auto", "folder", "ucf101", "hmdb51", "csv", "kinetics", "movienet", "movienet_keyframes", "images"]
 
 
 def register(subparsers) -> None:
@@ -142,7 +142,7 @@ def run_index(args) -> int:
     bad = manifest.unreadable()
     where = f"-> {out}" if out else (f"(NOT written: {os.path.join(manifest.root, MANIFEST_NAME)} is not writable; "
                                      "pass --out FILE to keep the manifest)")
-    what = "images" if manifest.stills else "videos"
+    what = {"image": "images", "frames": "keyframe folders"}.get(manifest.media, "videos")
     print(f"indexed {len(manifest)} {what} ({manifest.format}, {manifest.num_classes} classes, "
           f"folds {manifest.folds or '-'}) in {time.perf_counter() - start:.1f} s {where}")
     if manifest.missing:
@@ -196,7 +196,7 @@ def time_clips(manifest, num_clips: int, seed: int = 0) -> tuple[list[float], di
     readable = [r for r in manifest.records if r.error is None]
     if not readable or num_clips <= 0:
         return [], {}
-    view = ViewSpec("clip", kind="image", canvas=(112, 112)) if manifest.stills else \
+    view = ViewSpec("clip", kind="image", canvas=(112, 112)) if manifest.media != "video" else \
         ViewSpec("clip", num_frames=16, stride=2, canvas=(112, 112))
     plan = RandomClipPlan(view)
     dataset = VideoDataset(manifest, plan, seed=seed, max_retries=0)
@@ -234,7 +234,7 @@ def run_check(args) -> int:
     at_probe = {manifest.resolve(r): r.error for r in records if r.error is not None}
     readable = [(manifest.resolve(r), r.info) for r in records if r.error is None and r.info is not None]
     checks = check_files(readable, fast=args.fast, workers=args.workers,
-                         progress=lambda d, t: _progress(d, t, "decoding"), still=manifest.stills)
+                         progress=lambda d, t: _progress(d, t, "decoding"), media=manifest.media)
     broken = {c.path: c.error for c in checks if c.error is not None}
     times, failed = time_clips(manifest, args.clips)
     for path, reason in failed.items():  # a clip the dataset could not cut (rare once the whole file decodes)
@@ -273,13 +273,14 @@ def run_check(args) -> int:
         "duration_s": [i.duration for i in infos],
         "keyframe_interval_frames": [i.keyframe_interval for i in infos if i.keyframe_interval],
         "decode_s_per_clip": times,
-        "decoded": ("each image whole" if manifest.stills else "first second of each file" if args.fast
+        "decoded": ("each image whole" if manifest.stills else "each folder's images" if manifest.frame_folders
+                    else "first second of each file" if args.fast
                     else "every frame and the whole audio track of each file"),
     }
     print(f"dataset     {manifest.root}  ({manifest.format}, {manifest.num_classes} classes, folds {manifest.folds or '-'})")
-    what = "images" if manifest.stills else "videos"
+    what = {"image": "images", "frames": "folders"}.get(manifest.media, "videos")
     print(f"{what:<12}{len(records)} indexed = {ok} OK + {len(unreadable)} unreadable ({len(at_probe)} at probe, "
-          f"{len(broken)} break while decoding{' the first second' if args.fast and not manifest.stills else ''}); "
+          f"{len(broken)} break while decoding{' the first second' if args.fast and manifest.media == 'video' else ''}); "
           f"{len(manifest.missing)} listed but missing on disk")
     if unreadable:
         print("unreadable:")
@@ -290,7 +291,7 @@ def run_check(args) -> int:
     if outside:
         print(f"outside     {len(outside)} listed paths lie outside ROOT (refused unless indexed with "
               f"--allow-outside-root), e.g. {', '.join(outside[:3])}")
-    if manifest.stills:  # images: no audio, frame rate or keyframes to report
+    if manifest.media != "video":  # images, folders of keyframes: no audio, frame rate or keyframes to report
         if infos:
             print(f"resolution  {_common(Counter(f'{i.width}x{i.height}' for i in infos))}")
             print(f"formats     {_common(Counter(i.video_codec for i in infos))}")
@@ -298,11 +299,12 @@ def run_check(args) -> int:
         _print_video_facts(report, infos, no_audio, audio_problems, undecodable_audio, lying)
     if times:
         ms = [1000 * t for t in times]
-        what = "images" if manifest.stills else "clips of 16 frames (stride 2)"
+        still = manifest.media != "video"
+        what = "images" if still else "clips of 16 frames (stride 2)"
         print(f"decode      {len(times)} {what} at 112x112, one thread: "
-              f"median {statistics.median(ms):.1f} ms/{'image' if manifest.stills else 'clip'}, "
+              f"median {statistics.median(ms):.1f} ms/{'image' if still else 'clip'}, "
               f"mean {statistics.mean(ms):.1f} ms (~{1000 / statistics.mean(ms):.0f} "
-              f"{'images' if manifest.stills else 'clips'}/s per worker)")
+              f"{'images' if still else 'clips'}/s per worker)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -54,9 +54,9 @@ def _source_manifest(src: str, fmt: str):
         raise DataError(f"SRC {src} does not exist (give a dataset folder or a manifest .json)")
     if not manifest.records:
         raise DataError(f"SRC {src} holds no videos")
-    if manifest.stills:
-        raise DataError(f"SRC {src} holds still images (format={manifest.format}): there are no videos to re-encode; "
-                        "train on the images as they are")
+    if manifest.media != "video":
+        raise DataError(f"SRC {src} holds {'still images' if manifest.stills else 'folders of keyframes'} "
+                        f"(format={manifest.format}): there are no videos to re-encode; train on the images as they are")
     return manifest
 
 

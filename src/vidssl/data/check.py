@@ -63,14 +63,25 @@ def _decode_video(path: str, seconds: float | None) -> tuple[int, str | None]:
     return count, None
 
 
-def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000, still: bool = False) -> FileCheck:
-    """Decode one probed file (``info``: its :class:`~vidssl.data.decoders.base.VideoInfo`); ``still``: the
-    file is an image (decoded whole, even with ``fast``: an image is one frame)."""
+def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000, still: bool = False,
+               media: str | None = None) -> FileCheck:
+    """Decode one probed file (``info``: its :class:`~vidssl.data.decoders.base.VideoInfo`). ``media``
+    (:attr:`~vidssl.data.index.Manifest.media`; ``still=True`` means ``"image"``): an image is decoded whole,
+    even with ``fast`` (it is one frame); a folder of ``"frames"`` image by image (with ``fast``, its first
+    image only)."""
     from vidssl.data.decode import get_decoder
     from vidssl.errors import VideoDecodeError
 
+    media = media or ("image" if still else "video")
     result = FileCheck(path)
-    if still:
+    if media == "frames":
+        try:
+            clip = get_decoder("frames").decode(path, 0.0, 1.0 if fast else None)
+            result.frames_decoded = int(clip.frames.shape[0])
+        except VideoDecodeError as exc:
+            result.error = exc.reason
+        return result
+    if media == "image":
         try:
             get_decoder("image").decode(path)
             result.frames_decoded = 1
@@ -104,15 +115,17 @@ def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000
 
 
 def check_files(items: list[tuple[str, Any]], fast: bool = False, workers: int | None = None,
-                progress: Callable[[int, int], None] | None = None, still: bool = False) -> list[FileCheck]:
+                progress: Callable[[int, int], None] | None = None, still: bool = False,
+                media: str | None = None) -> list[FileCheck]:
     """:func:`check_file` over ``(path, info)`` pairs, in threads (FFmpeg and Pillow decode outside the GIL);
-    ``still``: the files are images."""
+    ``media`` (or ``still``): what the files are, as for :func:`check_file`."""
     import os
 
     workers = workers or min(8, os.cpu_count() or 1)
     results: list[FileCheck] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, result in enumerate(pool.map(lambda item: check_file(item[0], item[1], fast, still=still), items), 1):
+        for done, result in enumerate(pool.map(lambda item: check_file(item[0], item[1], fast, still=still, media=media),
+                                               items), 1):
             results.append(result)
             if progress is not None:
                 progress(done, len(items))

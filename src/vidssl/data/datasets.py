@@ -18,7 +18,9 @@ Augmentation happens batched on the device (``vidssl.data.transforms``).
 Still images (a manifest of the ``images`` layout, ``manifest.stills``) are one-frame videos: they
 are decoded by the ``image`` decoder (Pillow) whatever video backend is configured, and only
 ``image`` views may be cut from them (a video, audio or flow view of a still would be a frozen clip,
-silence or zero motion: refused with a :class:`DataError`).
+silence or zero motion: refused with a :class:`DataError`). Folders of frames (the ``movienet_keyframes``
+layout: MovieNet's keyframes, ``manifest.frame_folders``) are likewise read by the ``frames`` decoder,
+one image per frame at a nominal 1 fps, and give image views only.
 
 Audio is never silently zero: an audio view whose file has no track, whose track decodes to
 nothing, or whose span the track does not fully cover has ``valid[view] = False`` (its samples
@@ -104,15 +106,17 @@ class VideoDataset(Dataset):
         self.manifest = source
         self.records: list[VideoRecord] = [r for r in source.records if r.error is None]
         self._failures: dict[str, str] = {self.manifest.resolve(r): r.error for r in source.records if r.error is not None}
-        what = "images" if source.stills else "videos"
+        what = {"image": "images", "frames": "frame folders"}.get(source.media, "videos")
         if not self.records:
             raise DataError(f"no readable {what} in {manifest.root} (split={split}, fold={fold}); run `vidssl data check` on it")
-        if source.stills:
+        if source.media != "video":
+            # still images and folders of keyframes (nominally 1 fps, with no audio) give image views only
             not_images = [f"{v.name} ({v.kind})" for v in plan.views if v.kind != "image"]
             if not_images:
-                raise DataError(f"{manifest.root} holds still images (format={source.format}), but view(s) "
+                held = "still images" if source.stills else what
+                raise DataError(f"{manifest.root} holds {held} (format={source.format}), but view(s) "
                                 f"{', '.join(not_images)} need videos; point this stream's root at videos")
-            decoder = "image"
+            decoder = source.media  # the "image" or "frames" decoder, whatever video backend is configured
         if repeats < 1:
             raise DataError(f"repeats must be >= 1, got {repeats}")
         self.plan = plan
@@ -199,14 +203,21 @@ class VideoDataset(Dataset):
         if path not in self._logged:
             self._logged.add(path)
             log.warning("%s unreadable %s %s: %s", "excluding" if self.on_unreadable == "exclude" else "skipping",
-                        "image" if self.manifest.stills else "video", path, reason)
+                        {"image": "image", "frames": "frame folder"}.get(self.manifest.media, "video"), path, reason)
 
     def _load(self, record: VideoRecord, key: Any, rng: np.random.Generator) -> list[dict]:
         path = self.manifest.resolve(record)
         if record.info is None:  # manifest built without probing
             from vidssl.data.index import probe_file
 
-            record.info = probe_file(path, self.manifest.stills)
+            record.info = probe_file(path, self.manifest.media)
+        if self.manifest.frame_folders:
+            from vidssl.data.decode import frame_files
+
+            count = len(frame_files(path))  # listed once per worker and folder (cached on its mtime)
+            if count != record.info.num_frames:  # frame i would silently be another image than when indexed
+                raise DataError(f"{path} holds {count} images but held {record.info.num_frames} when it was indexed; "
+                                f"re-index the dataset (`vidssl data index {self.manifest.root}`)")
         selections = [self.plan.sample(record, rng, key) for _ in range(self.repeats)]
         return self._slice(path, record.info, selections)
 

@@ -12,6 +12,8 @@ Two backends share one interface (``decode(path, start, end, ...) -> Clip``):
 * :class:`ImageDecoder` (``"image"``): still images through Pillow, as one-frame clips
   (:func:`probe_image` probes them); datasets of the ``images`` layout use it whatever
   video backend is configured.
+* :class:`FrameFolderDecoder` (``"frames"``): a folder of frames as one video (MovieNet's
+  keyframes; :func:`probe_frame_folder` probes it); the ``movienet_keyframes`` layout uses it.
 
 Real files are messy, so decoding returns what exists: an audio track cut short is
 padded with zeros (``Clip.audio_padded``), an ``InvalidDataError`` mid-stream ends the
@@ -28,6 +30,7 @@ probing); this module is the interface to import from, and holds the backend reg
 from __future__ import annotations
 
 from vidssl.data.decoders.base import Clip, Decoder, VideoInfo, _select_times, resized_size
+from vidssl.data.decoders.frames import FrameFolderDecoder, frame_files, probe_frame_folder
 from vidssl.data.decoders.image import IMAGE_EXTENSIONS, ImageDecoder, probe_image
 from vidssl.data.decoders.probing import probe
 from vidssl.data.decoders.pyav_decoder import PyAVDecoder
@@ -41,8 +44,11 @@ __all__ = [
     "PyAVDecoder",
     "TorchCodecDecoder",
     "ImageDecoder",
+    "FrameFolderDecoder",
     "probe",
     "probe_image",
+    "probe_frame_folder",
+    "frame_files",
     "IMAGE_EXTENSIONS",
     "get_decoder",
     "resized_size",
@@ -51,11 +57,13 @@ __all__ = [
 
 
 # Plain dict of backends: name -> class.
-DECODERS: dict[str, type] = {"pyav": PyAVDecoder, "torchcodec": TorchCodecDecoder, "image": ImageDecoder}
+DECODERS: dict[str, type] = {"pyav": PyAVDecoder, "torchcodec": TorchCodecDecoder, "image": ImageDecoder,
+                             "frames": FrameFolderDecoder}
 
 
 def get_decoder(name: str = "pyav", **kwargs) -> Decoder:
-    """A decoder backend by name ("pyav", "torchcodec", or "image" for still images); UserError for
+    """A decoder backend by name ("pyav", "torchcodec", "image" for still images, "frames" for a folder of
+    frames); UserError for
     unknown or missing ones."""
     if name not in DECODERS:
         raise UserError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")

@@ -37,6 +37,7 @@ __all__ = [
     "READERS",
     "VIDEO_EXTENSIONS",
     "STILL_FORMATS",
+    "FRAME_FOLDER_FORMATS",
     "MANIFEST_NAME",
     "probe_file",
 ]
@@ -47,6 +48,8 @@ MANIFEST_NAME = "vidssl_manifest.json"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 #: Layouts whose records are still images (one frame each), not videos.
 STILL_FORMATS = ("images",)
+#: Layouts whose records are folders of frames, each read as one video (MovieNet's keyframes).
+FRAME_FOLDER_FORMATS = ("movienet_keyframes",)
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validate": "val",
                "validation": "val", "test": "test", "testing": "test"}
 
@@ -145,6 +148,17 @@ class Manifest:
     def stills(self) -> bool:
         """Whether the records are still images (a layout of :data:`STILL_FORMATS`), not videos."""
         return self.format in STILL_FORMATS
+
+    @property
+    def frame_folders(self) -> bool:
+        """Whether the records are folders of frames (a layout of :data:`FRAME_FOLDER_FORMATS`), each one video."""
+        return self.format in FRAME_FOLDER_FORMATS
+
+    @property
+    def media(self) -> str:
+        """What a record is: ``"image"``, ``"frames"`` (a folder of frames) or ``"video"``; also the name
+        of the decoder that reads it when it is not a video."""
+        return "image" if self.stills else "frames" if self.frame_folders else "video"
 
     @property
     def folds(self) -> list[int]:
@@ -318,18 +332,23 @@ def __getattr__(name: str):
 # probing and building
 
 
-def probe_file(path: str, still: bool = False) -> VideoInfo:
-    """Probe one file: a video (:func:`~vidssl.data.decode.probe`), or with ``still`` an image
-    (:func:`~vidssl.data.decode.probe_image`, a one-frame :class:`VideoInfo`)."""
-    from vidssl.data.decode import probe, probe_image
+def probe_file(path: str, media: str | bool = "video") -> VideoInfo:
+    """Probe one record: a video (:func:`~vidssl.data.decode.probe`), an ``"image"``
+    (:func:`~vidssl.data.decode.probe_image`, a one-frame :class:`VideoInfo`) or a folder of
+    ``"frames"`` (:func:`~vidssl.data.decode.probe_frame_folder`). ``media`` is :attr:`Manifest.media`
+    (True / False: image / video, as earlier callers passed ``still``)."""
+    from vidssl.data.decode import probe, probe_frame_folder, probe_image
 
-    return probe_image(path) if still else probe(path)
+    media = {True: "image", False: "video"}.get(media, media) if isinstance(media, bool) else media
+    if media not in ("video", "image", "frames"):
+        raise ValueError(f"media must be 'video', 'image' or 'frames', got {media!r}")
+    return probe_image(path) if media == "image" else probe_frame_folder(path) if media == "frames" else probe(path)
 
 
 def _probe_one(args):
-    path, stat, still = args
+    path, stat, media = args
     try:
-        return probe_file(path, still), None, stat
+        return probe_file(path, media), None, stat
     except VideoDecodeError as exc:
         return None, exc.reason, stat
 
@@ -418,7 +437,7 @@ def probe_records(manifest: Manifest, cache_path: str | os.PathLike | None = Non
             todo.append((i, path, stat))
     workers = workers or min(8, os.cpu_count() or 1)
     done = len(manifest.records) - len(todo)
-    args = [(path, stat, manifest.stills) for _, path, stat in todo]
+    args = [(path, stat, manifest.media) for _, path, stat in todo]
 
     def consume(results):
         nonlocal done
@@ -437,7 +456,8 @@ def probe_records(manifest: Manifest, cache_path: str | os.PathLike | None = Non
     bad = manifest.unreadable()
     if bad:
         log.warning("%d of %d %s are unreadable (first: %s: %s); they are left out of training, `vidssl data check` "
-                    "lists them", len(bad), len(manifest.records), "images" if manifest.stills else "videos",
+                    "lists them", len(bad), len(manifest.records),
+                    {"image": "images", "frames": "frame folders"}.get(manifest.media, "videos"),
                     manifest.resolve(bad[0]), bad[0].error)
 
 

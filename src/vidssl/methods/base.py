@@ -392,7 +392,7 @@ class SSLMethod(L.LightningModule):
                 if name != "probe":
                     setattr(self, name, convert_sync_batchnorm(child, device_type))
         if self.cfg.trainer.compile:
-            self.encoder.compile()
+            self.encoder.compile(backend=self.cfg.trainer.compile_backend)
 
     # ---- checkpoint state --------------------------------------------------------------------
 

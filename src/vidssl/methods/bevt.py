@@ -315,7 +315,8 @@ class BEVT(SSLMethod):
         compiled = getattr(self, "_configured", False)
         super().configure_model()
         if self.cfg.trainer.compile and not compiled:
-            self.encoder.forward_stages = torch.compile(self.encoder.forward_stages)
+            self.encoder.forward_stages = torch.compile(self.encoder.forward_stages,
+                                                        backend=self.cfg.trainer.compile_backend)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Decayed / not decayed by name (the seed's ``custom_keys``: any name containing one of

@@ -55,7 +55,9 @@ class DataConfig:
     """Where one stream's videos (or still images) are and how they are loaded.
 
     ``format`` is the layout of ``root`` (:data:`vidssl.data.layouts.LAYOUTS`: ``folder``, ``csv``,
-    ``ucf101``, ``hmdb51``, ``kinetics``, ``movienet``, ``images``), ``auto`` to detect it. ``images``
+    ``ucf101``, ``hmdb51``, ``kinetics``, ``movienet``, ``movienet_keyframes``, ``images``), ``auto`` to
+    detect it. ``movienet_keyframes`` reads MovieNet's released keyframes, one folder per movie read as a
+    video of keyframes (image views only; BaSSL's input). ``images``
     reads still images in class folders (ImageNet's ``ROOT/train/CLASS/*.JPEG``); such a stream can
     only feed image views (e.g. ``streams.image.root=/data/imagenet streams.image.format=images`` for
     BEVT's image stream), and ``decoder`` does not apply to it (Pillow reads the images).
@@ -100,6 +102,10 @@ class TrainerConfig:
     loader batches per optimiser step, so a seed's global batch fits on fewer GPUs (``data.batch_size``
     is split over the processes; per optimiser step the run sees ``data.batch_size`` × N); steps, schedules, checkpoints and the data position count optimiser steps. Batch-wise
     terms (contrastive negatives, BatchNorm statistics) still see one loader batch at a time.
+    ``compile``: the encoder's forward goes through ``torch.compile`` with ``compile_backend`` (``inductor``;
+    ``aot_eager`` traces without generating kernels, for checking a model compiles). Off by default: it
+    pays on a GPU for some methods and not yet measured for others (BENCHMARKS.md); presets turn it on
+    where it was measured to pay.
     ``activation_checkpointing``: the backbones' blocks (ResNet units, Swin blocks) keep only their inputs
     in the forward pass and are recomputed in the backward pass (:mod:`vidssl.models.activation_checkpointing`),
     so a seed's per-GPU batch fits in less GPU memory for about one more forward of the backbones per step;
@@ -120,6 +126,7 @@ class TrainerConfig:
     monitor_every: int = checked(50, ge=1)
     seed: int = 0
     compile: bool = False
+    compile_backend: str = "inductor"
     channels_last: bool = True
     sync_batchnorm: bool = True
     progress_bar: bool = True

@@ -7,4 +7,6 @@
 * :mod:`~vidssl.data.decoders.probing`: :func:`probe` (metadata of one file, through PyAV).
 * :mod:`~vidssl.data.decoders.image`: :class:`ImageDecoder` and :func:`probe_image` (still images as
   one-frame clips, through Pillow).
+* :mod:`~vidssl.data.decoders.frames`: :class:`FrameFolderDecoder` and :func:`probe_frame_folder` (a folder
+  of frames, e.g. MovieNet's keyframes, as one video).
 """

@@ -11,7 +11,9 @@ Layouts read (``format=`` of :func:`vidssl.data.index.build_manifest`):
   one folder below (e.g. ``ucfTrainTestlist/``); videos under ROOT (or ``ROOT/UCF-101``).
 * ``hmdb51``: ``<class>_test_splitN.txt`` (lines ``video 1|2|0``: 1 = train, 2 = test,
   0 = unused), in ROOT or one folder below; videos in ``<class>/`` folders.
-* ``movienet``: MovieNet-SSeg (``anno/anno.*.ndjson`` + frame tables + keyframes; :mod:`.movienet`).
+* ``movienet``: MovieNet-SSeg (``anno/anno.*.ndjson`` + frame tables + keyframes; :mod:`.movienet`), read
+  from the movies under ``videos/``; ``movienet_keyframes``: the same tree read from its keyframes (one
+  folder per movie, each read as one video of keyframes; picked by auto-detection when there are no movies).
 * ``kinetics``: CSVs with header ``label,youtube_id,time_start,time_end,split``; a video is
   ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ROOT (split/class folders or flat).
 * ``images``: still images, ``ROOT/SPLIT/CLASS/*.JPEG`` (ImageNet, torchvision ``ImageFolder``),
@@ -39,7 +41,12 @@ from vidssl.data.layouts.folder import read_folder
 from vidssl.data.layouts.hmdb51 import _HMDB_RE, read_hmdb51
 from vidssl.data.layouts.images import read_images, sniff_media
 from vidssl.data.layouts.kinetics import KINETICS_COLUMNS, _kinetics_csvs, read_kinetics
-from vidssl.data.layouts.movienet import is_movienet, read_movienet_layout
+from vidssl.data.layouts.movienet import (
+    has_movie_files,
+    is_movienet,
+    read_movienet_keyframes_layout,
+    read_movienet_layout,
+)
 from vidssl.data.layouts.ucf101 import read_ucf101
 from vidssl.errors import DataError
 
@@ -63,6 +70,7 @@ LAYOUTS = {
     "hmdb51": read_hmdb51,
     "kinetics": read_kinetics,
     "movienet": read_movienet_layout,
+    "movienet_keyframes": read_movienet_keyframes_layout,
     "images": read_images,
 }
 
@@ -73,8 +81,8 @@ def detect_format(root: str | os.PathLike) -> str:
     Class folders (or a flat folder) of still images are ``images``, of videos ``folder``; a tree whose
     first folders hold both is a :class:`DataError` (``read_images`` then refuses any video it meets)."""
     root = _check_root(root)
-    if is_movienet(root):  # anno/anno.*.ndjson (MovieNet-SSeg, BaSSL)
-        return "movienet"
+    if is_movienet(root):  # anno/anno.*.ndjson (MovieNet-SSeg, BaSSL): its movies, or its keyframes as released
+        return "movienet" if has_movie_files(root) else "movienet_keyframes"
     if _find(root, "classInd.txt"):
         return "ucf101"
     if any(_HMDB_RE.match(p.name) for p in _find(root, "*_test_split*.txt")):

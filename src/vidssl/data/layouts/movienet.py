@@ -17,7 +17,10 @@ annotated shots without images) — by path, never crashing. The scene protocol
 (:mod:`vidssl.eval.scenes`) uses the keyframes; the layout reader :func:`read_movienet_layout`
 (``LAYOUTS["movienet"]``) makes one :class:`~vidssl.data.index.VideoRecord` per movie that has a
 video file, with ``annotations["shots"]`` / ``["shot_labels"]`` for the shot-window plan (movies with
-keyframes only cannot be decoded as video and are listed as missing).
+keyframes only cannot be decoded as video and are listed as missing); ``LAYOUTS["movienet_keyframes"]``
+(:func:`read_movienet_keyframes_layout`) makes one per movie keyframe folder instead, each folder read as
+one video of its keyframes — MovieNet's own release, which BaSSL pretrains on. Auto-detection picks
+``movienet`` when ``videos/`` holds movies, ``movienet_keyframes`` otherwise.
 
 ``boundary_label``: 1 = a scene ends after this shot, 0 = it does not, -1 = unknown (BaSSL's
 pretraining file; its fine-tuning turned -1 into 1 with ``abs()``). vidssl keeps -1 as unknown: such
@@ -29,14 +32,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidssl.data.index import VIDEO_EXTENSIONS, VideoRecord
 from vidssl.errors import DataError
 
-__all__ = ["MovieEntry", "read_movienet", "read_movienet_layout", "is_movienet", "keyframe_path",
-           "LABELLED_SPLITS"]
+__all__ = ["MovieEntry", "read_movienet", "read_movienet_layout", "read_movienet_keyframes_layout", "is_movienet",
+           "has_movie_files", "keyframe_path", "LABELLED_SPLITS"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +194,55 @@ def read_movienet_layout(root: Path):
                                    annotations={"shots": movie.shots, "shot_labels": movie.labels,
                                                 "video_id": movie.video_id}))
     if not records:
-        raise DataError(f"no movie of {root} has a video file under videos/ (MovieNet keyframes only): pretraining "
-                        "on the video path needs the movies; the scene protocol reads the keyframes")
+        raise DataError(f"no movie of {root} has a video file under videos/ (MovieNet keyframes only): read its "
+                        "keyframes with format=movienet_keyframes (as BaSSL does), or put the movies under videos/")
     return records, [], missing
+
+
+_KEYFRAME_NAME = re.compile(r"shot_(\d+)_img_(\d+)\.jpe?g$", re.IGNORECASE)
+
+
+def read_movienet_keyframes_layout(root: Path):
+    """``LAYOUTS["movienet_keyframes"]``: one record per movie whose keyframe folder ``240P_frames/<vid>`` exists,
+    read as one video (:mod:`vidssl.data.decoders.frames`): frame ``i`` is the folder's ``i``-th image in
+    name order, and shot ``s`` spans the frames of its keyframes (``annotations["shots"]``), so a shot-window
+    plan's random frame of a shot is one of its keyframes at random — what BaSSL's pretraining reads. Shots
+    without any keyframe on disk are left out of the movie's sequence, as in the scene protocol
+    (``annotations["shot_ids"]`` keeps the frame table's ids of those kept)."""
+    from vidssl.data.decoders.frames import frame_files
+
+    root = Path(root)
+    records, missing = [], []
+    for movie in read_movienet(root):
+        folder = root / "240P_frames" / movie.video_id
+        if not folder.is_dir():
+            missing.append(f"240P_frames/{movie.video_id} (no keyframe folder)")
+            continue
+        positions: dict[int, list[int]] = {}
+        for position, path in enumerate(frame_files(folder)):
+            match = _KEYFRAME_NAME.search(os.path.basename(path))
+            if match:
+                positions.setdefault(int(match.group(1)), []).append(position)
+        shots, labels, shot_ids = [], [], []
+        for shot in range(len(movie.shots)):
+            found = positions.get(shot)
+            if found:  # a shot's keyframes are consecutive in name order: shot_XXXX_img_0, _1, _2
+                shots.append([min(found), max(found) + 1])
+                labels.append(movie.labels[shot])
+                shot_ids.append(shot)
+        if not shots:
+            missing.append(f"240P_frames/{movie.video_id} (no shot_XXXX_img_K.jpg keyframe of its frame table's shots)")
+            continue
+        records.append(VideoRecord(folder.relative_to(root).as_posix(), splits={1: movie.split},
+                                   annotations={"shots": shots, "shot_labels": labels, "shot_ids": shot_ids,
+                                                "video_id": movie.video_id}))
+    if not records:
+        raise DataError(f"no movie of {root} has keyframes under 240P_frames/<movie>/ (shot_XXXX_img_K.jpg); "
+                        "write them with `vidssl data shots`, or read the movies with format=movienet")
+    return records, [], missing
+
+
+def has_movie_files(root: Path) -> bool:
+    """Whether ``root/videos`` holds at least one movie file (else a MovieNet tree is read as keyframes)."""
+    videos = Path(root) / "videos"
+    return videos.is_dir() and any(p.suffix.lower() in VIDEO_EXTENSIONS for p in videos.iterdir())
