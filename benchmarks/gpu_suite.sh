@@ -6,6 +6,13 @@
 # trace: find_host_syncs.py $TRACE --stacks, then --error (each sync's whole stack; the first sync's traceback);
 # swin: masked SwinBEVT vs torchvision swin3d_t (issue 14);
 # bench: `vidssl bench` of one full preset per method, eager; compile: the same with trainer.compile=true.
+# BENCH_ARGS go to both (e.g. --no-plain: the plain fp32 step and FLOPs were measured already, BENCHMARKS.md).
+#
+# What the fourth GPU session should run (the rows still missing after the third, BENCHMARKS.md), in two calls:
+#   1. DEADLINE=540 PRESET_LIMIT=75 BENCH_ARGS="--no-plain --no-largest-batch" bash benchmarks/gpu_suite.sh bench
+#      (eager step again, the corrected loader figure and end to end for every method: BaSSL now reads keyframes)
+#   2. DEADLINE=250 PRESET_LIMIT=120 BENCH_ARGS=--no-plain BENCH="fgkvmem_kvmem_r3d18_k400:64
+#      gdt_basecase_r2plus1d18_k400:32" bash benchmarks/gpu_suite.sh compile   (then the other methods' compile)
 set -u
 OUT=${OUT:-gpu-results}
 DEADLINE=${DEADLINE:-3600}   # seconds: no part or preset is started after this
@@ -58,7 +65,7 @@ for part in $parts; do
             --json "$JSON/bench_$p.json" $extra
         else
           timeout "$(limit "$PRESET_LIMIT")" python3 -m vidssl bench "$p" --batch "$b" --steps 5 --warmup 3 --no-end-to-end \
-            --no-largest-batch --json "$JSON/compile_$p.json" trainer.compile=true $extra
+            --no-largest-batch $BENCH_ARGS --json "$JSON/compile_$p.json" trainer.compile=true $extra
         fi
         echo "[$part $p: exit $?, ${SECONDS}s]"
       done 2>&1 | grep -v -i "warn" | tee "$OUT/$part.log" ;;
