@@ -131,3 +131,19 @@ def test_a_frame_folder_decodes_without_torch_threads(tmp_path):
     _write(tmp_path, "a_1.png", 7)
     clip = FrameFolderDecoder(thread_count=1).decode(tmp_path, 0.0, 1.0)
     assert clip.frames.dtype == torch.uint8 and clip.frames.shape == (1, 24, 32, 3) and clip.audio is None
+
+
+def test_one_movienet_tree_is_read_as_movies_or_as_keyframes_whichever_was_indexed_first(movie_root, tmp_path):
+    """A tiny preset (format=movienet, the movie files) and a full one (format=movienet_keyframes) on one tree:
+    the reading asked for is built in memory, the saved manifest is kept; other mismatches still fail."""
+    from vidssl.data.index import MANIFEST_NAME, load_manifest
+    from vidssl.data.module import open_manifest
+
+    root = _keyframes_tree(movie_root, tmp_path)
+    build_manifest(root, format="movienet")  # saved
+    keyframes = open_manifest(root, "movienet_keyframes")
+    assert keyframes.frame_folders and all(r.path.startswith("240P_frames/") for r in keyframes.records)
+    assert load_manifest(root).format == "movienet" and (root / MANIFEST_NAME).is_file()
+    assert open_manifest(root, "movienet").format == "movienet"
+    with pytest.raises(DataError, match="re-index it"):
+        open_manifest(root, "ucf101")

@@ -19,6 +19,7 @@ the run ends with a summary naming the videos (``invalid_views.json``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -96,12 +97,20 @@ def open_manifest(root: Path, fmt: str = "auto"):
     """The manifest of ``root``: its saved ``vidssl_manifest.json`` if there is one, else built now.
 
     A saved manifest of another layout than an explicit ``fmt`` (e.g. ``format=images`` asked of a root
-    indexed as ``folder``) is a :class:`DataError`: reading it would silently ignore the setting.
+    indexed as ``folder``) is a :class:`DataError`: reading it would silently ignore the setting. The two
+    readings of a MovieNet tree (``movienet``: its movies, ``movienet_keyframes``: its keyframes) are
+    both valid, so the one asked for is built in memory instead (the saved manifest is kept).
     """
     from vidssl.data.index import MANIFEST_NAME, build_manifest, load_manifest
 
     if (root / MANIFEST_NAME).is_file():
         manifest = load_manifest(root)
+        if {fmt, manifest.format} == {"movienet", "movienet_keyframes"}:
+            # two readings of one MovieNet tree (its movies, its keyframes): both are right, e.g. a tiny preset
+            # decoding the movies and a full preset reading the keyframes of one `vidssl data shots` output
+            logging.getLogger(__name__).info("%s is indexed as format=%s; reading it as format=%s (in memory, the "
+                                             "saved manifest is kept)", root, manifest.format, fmt)
+            return build_manifest(root, format=fmt, write=False)
         if fmt != "auto" and manifest.format and manifest.format != fmt:
             raise DataError(f"{root / MANIFEST_NAME} indexes {root} as format={manifest.format}, but format={fmt} was "
                             f"asked; re-index it (`vidssl data index {root} --format {fmt}`) or set format=auto")
