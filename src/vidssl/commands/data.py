@@ -142,8 +142,7 @@ def run_index(args) -> int:
     bad = manifest.unreadable()
     where = f"-> {out}" if out else (f"(NOT written: {os.path.join(manifest.root, MANIFEST_NAME)} is not writable; "
                                      "pass --out FILE to keep the manifest)")
-    what = {"image": "images", "frames": "keyframe folders"}.get(manifest.media, "videos")
-    print(f"indexed {len(manifest)} {what} ({manifest.format}, {manifest.num_classes} classes, "
+    print(f"indexed {len(manifest)} {manifest.record_kind}s ({manifest.format}, {manifest.num_classes} classes, "
           f"folds {manifest.folds or '-'}) in {time.perf_counter() - start:.1f} s {where}")
     if manifest.missing:
         print(f"{len(manifest.missing)} listed videos are missing on disk (first: {manifest.missing[0]})")
@@ -278,7 +277,7 @@ def run_check(args) -> int:
                     else "every frame and the whole audio track of each file"),
     }
     print(f"dataset     {manifest.root}  ({manifest.format}, {manifest.num_classes} classes, folds {manifest.folds or '-'})")
-    what = {"image": "images", "frames": "folders"}.get(manifest.media, "videos")
+    what = f"{manifest.record_kind}s"
     print(f"{what:<12}{len(records)} indexed = {ok} OK + {len(unreadable)} unreadable ({len(at_probe)} at probe, "
           f"{len(broken)} break while decoding{' the first second' if args.fast and manifest.media == 'video' else ''}); "
           f"{len(manifest.missing)} listed but missing on disk")

@@ -8,9 +8,10 @@ classifies the file into exactly one of ``ok``, ``broken`` (probes fine, does no
 ``unreadable`` (the probe itself failed) and ``missing`` (listed, not on disk), which the manifest
 already knows — so the counts of a check always add up to the number of files indexed.
 
-Still images (``still=True``, a manifest of the ``images`` layout) are decoded whole with the
+Still images (``media="image"``, a manifest of the ``images`` layout) are decoded whole with the
 ``image`` decoder the datasets use for them (a truncated JPEG passes probing, which reads the header
-only, and is ``broken`` here); they have no audio to check.
+only, and is ``broken`` here); they have no audio to check. Folders of keyframes (``media="frames"``, the
+``movienet_keyframes`` layout) are decoded image by image with the ``frames`` decoder.
 """
 
 from __future__ import annotations
@@ -63,16 +64,13 @@ def _decode_video(path: str, seconds: float | None) -> tuple[int, str | None]:
     return count, None
 
 
-def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000, still: bool = False,
-               media: str | None = None) -> FileCheck:
+def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000, media: str = "video") -> FileCheck:
     """Decode one probed file (``info``: its :class:`~vidssl.data.decoders.base.VideoInfo`). ``media``
-    (:attr:`~vidssl.data.index.Manifest.media`; ``still=True`` means ``"image"``): an image is decoded whole,
-    even with ``fast`` (it is one frame); a folder of ``"frames"`` image by image (with ``fast``, its first
-    image only)."""
+    (:attr:`~vidssl.data.index.Manifest.media`): an ``"image"`` is decoded whole, even with ``fast`` (it is one
+    frame); a folder of ``"frames"`` image by image (with ``fast``, its first image only)."""
     from vidssl.data.decode import get_decoder
     from vidssl.errors import VideoDecodeError
 
-    media = media or ("image" if still else "video")
     result = FileCheck(path)
     if media == "frames":
         try:
@@ -115,17 +113,15 @@ def check_file(path: str, info: Any, fast: bool = False, audio_rate: int = 16000
 
 
 def check_files(items: list[tuple[str, Any]], fast: bool = False, workers: int | None = None,
-                progress: Callable[[int, int], None] | None = None, still: bool = False,
-                media: str | None = None) -> list[FileCheck]:
+                progress: Callable[[int, int], None] | None = None, media: str = "video") -> list[FileCheck]:
     """:func:`check_file` over ``(path, info)`` pairs, in threads (FFmpeg and Pillow decode outside the GIL);
-    ``media`` (or ``still``): what the files are, as for :func:`check_file`."""
+    ``media``: what the files are, as for :func:`check_file`."""
     import os
 
     workers = workers or min(8, os.cpu_count() or 1)
     results: list[FileCheck] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, result in enumerate(pool.map(lambda item: check_file(item[0], item[1], fast, still=still, media=media),
-                                               items), 1):
+        for done, result in enumerate(pool.map(lambda item: check_file(item[0], item[1], fast, media=media), items), 1):
             results.append(result)
             if progress is not None:
                 progress(done, len(items))

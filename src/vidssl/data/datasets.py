@@ -106,7 +106,7 @@ class VideoDataset(Dataset):
         self.manifest = source
         self.records: list[VideoRecord] = [r for r in source.records if r.error is None]
         self._failures: dict[str, str] = {self.manifest.resolve(r): r.error for r in source.records if r.error is not None}
-        what = {"image": "images", "frames": "frame folders"}.get(source.media, "videos")
+        what = f"{source.record_kind}s"
         if not self.records:
             raise DataError(f"no readable {what} in {manifest.root} (split={split}, fold={fold}); run `vidssl data check` on it")
         if source.media != "video":
@@ -203,7 +203,7 @@ class VideoDataset(Dataset):
         if path not in self._logged:
             self._logged.add(path)
             log.warning("%s unreadable %s %s: %s", "excluding" if self.on_unreadable == "exclude" else "skipping",
-                        {"image": "image", "frames": "frame folder"}.get(self.manifest.media, "video"), path, reason)
+                        self.manifest.record_kind, path, reason)
 
     def _load(self, record: VideoRecord, key: Any, rng: np.random.Generator) -> list[dict]:
         path = self.manifest.resolve(record)

@@ -63,8 +63,7 @@ DECODERS: dict[str, type] = {"pyav": PyAVDecoder, "torchcodec": TorchCodecDecode
 
 def get_decoder(name: str = "pyav", **kwargs) -> Decoder:
     """A decoder backend by name ("pyav", "torchcodec", "image" for still images, "frames" for a folder of
-    frames); UserError for
-    unknown or missing ones."""
+    frames); UserError for unknown or missing ones."""
     if name not in DECODERS:
         raise UserError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
     return DECODERS[name](**kwargs)

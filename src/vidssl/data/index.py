@@ -161,6 +161,11 @@ class Manifest:
         return "image" if self.stills else "frames" if self.frame_folders else "video"
 
     @property
+    def record_kind(self) -> str:
+        """What one record is, in words for messages: ``"image"``, ``"frame folder"`` or ``"video"``."""
+        return {"image": "image", "frames": "frame folder"}.get(self.media, "video")
+
+    @property
     def folds(self) -> list[int]:
         return sorted({f for r in self.records for f in r.splits})
 
@@ -332,14 +337,12 @@ def __getattr__(name: str):
 # probing and building
 
 
-def probe_file(path: str, media: str | bool = "video") -> VideoInfo:
+def probe_file(path: str, media: str = "video") -> VideoInfo:
     """Probe one record: a video (:func:`~vidssl.data.decode.probe`), an ``"image"``
     (:func:`~vidssl.data.decode.probe_image`, a one-frame :class:`VideoInfo`) or a folder of
-    ``"frames"`` (:func:`~vidssl.data.decode.probe_frame_folder`). ``media`` is :attr:`Manifest.media`
-    (True / False: image / video, as earlier callers passed ``still``)."""
+    ``"frames"`` (:func:`~vidssl.data.decode.probe_frame_folder`); ``media`` is :attr:`Manifest.media`."""
     from vidssl.data.decode import probe, probe_frame_folder, probe_image
 
-    media = {True: "image", False: "video"}.get(media, media) if isinstance(media, bool) else media
     if media not in ("video", "image", "frames"):
         raise ValueError(f"media must be 'video', 'image' or 'frames', got {media!r}")
     return probe_image(path) if media == "image" else probe_frame_folder(path) if media == "frames" else probe(path)
@@ -456,8 +459,7 @@ def probe_records(manifest: Manifest, cache_path: str | os.PathLike | None = Non
     bad = manifest.unreadable()
     if bad:
         log.warning("%d of %d %s are unreadable (first: %s: %s); they are left out of training, `vidssl data check` "
-                    "lists them", len(bad), len(manifest.records),
-                    {"image": "images", "frames": "frame folders"}.get(manifest.media, "videos"),
+                    "lists them", len(bad), len(manifest.records), f"{manifest.record_kind}s",
                     manifest.resolve(bad[0]), bad[0].error)
 
 
