@@ -30,6 +30,8 @@ import torch
 from vidssl.data.sampling import ClipPlan
 from vidssl.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
+
 __all__ = ["DataStream", "StreamDataModule", "prepare_data_root", "open_manifest"]
 
 
@@ -108,7 +110,7 @@ def open_manifest(root: Path, fmt: str = "auto"):
         if {fmt, manifest.format} == {"movienet", "movienet_keyframes"}:
             # two readings of one MovieNet tree (its movies, its keyframes): both are right, e.g. a tiny preset
             # decoding the movies and a full preset reading the keyframes of one `vidssl data shots` output
-            logging.getLogger(__name__).info("%s is indexed as format=%s; reading it as format=%s (in memory, the "
+            log.info("%s is indexed as format=%s; reading it as format=%s (in memory, the "
                                              "saved manifest is kept)", root, manifest.format, fmt)
             return build_manifest(root, format=fmt, write=False)
         if fmt != "auto" and manifest.format and manifest.format != fmt:
