@@ -28,6 +28,7 @@ from vidssl.data.module import StreamDataModule, open_manifest
 from vidssl.methods import METHODS
 from vidssl.methods.base import collapse_stats
 from vidssl.methods.resume import saved_config
+from vidssl.models.heads import KeyValueMemory
 
 
 def main(run: Path, init: bool) -> None:
@@ -36,6 +37,8 @@ def main(run: Path, init: bool) -> None:
     manifest = open_manifest(Path(cfg.data.root), cfg.data.format)
     torch.manual_seed(cfg.trainer.seed)
     method = METHODS[cfg.method.name](cfg, num_classes=manifest.num_classes)
+    if not isinstance(getattr(method, "predictor", None), KeyValueMemory):
+        raise SystemExit(f"{run}: a '{cfg.method.name}' run has no key-value memory predictor (KVMem / FGKVMemPred runs only)")
     if not init:
         state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
         method.load_state_dict(state)
